@@ -1,0 +1,1 @@
+"""blockforge_hw: the Amaranth block-sparse matmul engine."""

@@ -1,0 +1,1 @@
+"""blockforge_sim: cocotb benches for the engine."""
