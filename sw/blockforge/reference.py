@@ -75,21 +75,39 @@ def _check_activations(layer: BlockSparseLayer, x_q: np.ndarray) -> np.ndarray:
 
 
 def accumulate_tiled(layer: BlockSparseLayer, x_q: np.ndarray) -> np.ndarray:
-    """int64 accumulators (padded_out, N): bias plus one BR×BC tile product per stored tile, BCSR order."""
+    """int64 accumulators (padded_out, N): bias plus one BR×BC tile product per stored tile, BCSR order.
+
+    Each block row's stored tiles are laid side by side, (BR, nnz_r·BC), against the matching
+    activation slices stacked, (nnz_r·BC, N): the same sum of tile products the engine forms. The
+    products are computed in float64 when every partial sum is provably an integer below 2**53
+    (always true for in-range int8 data, see :func:`_float64_is_exact`), otherwise in int64; either
+    way the result is exact.
+    """
     x = _check_activations(layer, x_q)
-    br, bc = layer.block_rows, layer.block_cols
-    x_padded = np.zeros((layer.padded_in, x.shape[1]), dtype=np.int64)
+    br, bc, n = layer.block_rows, layer.block_cols, x.shape[1]
+    dtype = np.float64 if _float64_is_exact(layer, x) else np.int64
+    x_padded = np.zeros((layer.padded_in, n), dtype=dtype)
     x_padded[: layer.in_features] = x
-    x_blocks = x_padded.reshape(layer.n_block_cols, bc, -1)      # (block_cols, BC, N)
-    acc = np.repeat(layer.bias.reshape(-1, 1), x.shape[1], axis=1).astype(np.int64)
-    tiles = layer.tiles.astype(np.int64)
+    x_blocks = x_padded.reshape(layer.n_block_cols, bc, n)      # (block_cols, BC, N)
+    tiles = layer.tiles.astype(dtype)
+    acc = np.zeros((layer.padded_out, n), dtype=np.int64)
     for r in range(layer.n_block_rows):
-        lo, hi = layer.row_ptr[r], layer.row_ptr[r + 1]
+        lo, hi = int(layer.row_ptr[r]), int(layer.row_ptr[r + 1])
         if lo == hi:
             continue
-        # (nnz_r, BR, BC) × (nnz_r, BC, N) summed over the row's tiles.
-        acc[r * br:(r + 1) * br] += np.einsum("tij,tjn->in", tiles[lo:hi], x_blocks[layer.col_idx[lo:hi]])
-    return acc
+        row_weights = tiles[lo:hi].transpose(1, 0, 2).reshape(br, (hi - lo) * bc)
+        row_inputs = x_blocks[layer.col_idx[lo:hi]].reshape((hi - lo) * bc, n)
+        acc[r * br:(r + 1) * br] = row_weights @ row_inputs
+    return acc + layer.bias.reshape(-1, 1)
+
+
+def _float64_is_exact(layer: BlockSparseLayer, x: np.ndarray) -> bool:
+    """Whether float64 products/sums of these integers are exact: Σ|w|·|x| over a row < 2**53."""
+    if x.size == 0 or layer.tiles.size == 0:
+        return True
+    max_w = int(np.abs(layer.tiles.astype(np.int64)).max())
+    max_x = max(abs(int(x.max())), abs(int(x.min())))        # Python ints: no int64 overflow at -2**63
+    return max_w * max_x * layer.padded_in < 2 ** 53
 
 
 def accumulate_dense(layer: BlockSparseLayer, x_q: np.ndarray) -> np.ndarray:
