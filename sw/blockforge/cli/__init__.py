@@ -19,6 +19,7 @@ from ..errors import BlockforgeError
 COMMAND_MODULES = (
     "spec",
     "demo",
+    "prune",
 )
 
 

@@ -1,0 +1,108 @@
+"""``blockforge prune`` and ``blockforge evaluate``: block-structured pruning of a Hugging Face encoder
+under a spec's blocks, and evaluation of a (pruned) model on a task."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+DEFAULT_SPEC = "tile8"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prune", help="prune a Hugging Face encoder to block sparsity under a spec (BSP)",
+        description="Fine-tune dense (unless the model is already fine-tuned), run reweighted group Lasso "
+                    "over the spec's blocks, hard-prune to the target block sparsity, retrain with masks, "
+                    "and save a normal Hugging Face model with pruning.json.")
+    parser.add_argument("--model", default="default", help="'default' (all-MiniLM-L6-v2), a local HF folder or a hub name")
+    parser.add_argument("--task", default="default", help="'default' (tweet sentiment) or GLUE as sst2:DIR, mrpc:DIR, ...")
+    parser.add_argument("--spec", default=DEFAULT_SPEC, help=f"spec name or YAML path (default {DEFAULT_SPEC})")
+    parser.add_argument("--sparsity", type=float, default=0.5, help="target block sparsity in [0, 1) (default 0.5)")
+    parser.add_argument("--method", default="bsp", choices=("bsp", "magnitude", "magnitude-retrain"))
+    parser.add_argument("--ratios", help="YAML file of per-layer block sparsities (layer name or glob -> ratio)")
+    parser.add_argument("--epochs", type=float, nargs=3, metavar=("DENSE", "BSP", "RETRAIN"),
+                        help="epochs of the three training phases (default 2 1 1; fractions allowed)")
+    parser.add_argument("--lr", type=float, help="learning rate of the dense fine-tune (default 5e-5)")
+    parser.add_argument("--bsp-lr", type=float, help="learning rate of the group-Lasso phase (default 1e-4)")
+    parser.add_argument("--retrain-lr", type=float, help="learning rate of masked retraining (default 1e-4)")
+    parser.add_argument("--lambda", dest="lam", type=float,
+                        help="group-Lasso λ for every layer (default: calibrated per layer to the target)")
+    parser.add_argument("--reweight-period", type=int, help="steps between recomputing α (default 16)")
+    parser.add_argument("--distill", action="store_true", help="distill from the dense model during retraining")
+    parser.add_argument("--train-size", type=int, help="cap on training examples")
+    parser.add_argument("--dev-size", type=int, help="cap on dev examples")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--checkpoint-dir", help="save after each phase here; rerunning resumes")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("-o", "--output", required=True, help="output folder (must not exist or be empty)")
+    parser.set_defaults(handler=_prune)
+
+    ev = subparsers.add_parser("evaluate", help="evaluate a model folder on a task (GLUE metrics, dev split)")
+    ev.add_argument("--model", required=True, help="model folder (e.g. the output of blockforge prune) or 'default'")
+    ev.add_argument("--task", default="default", help="'default' or GLUE as sst2:DIR, ...")
+    ev.add_argument("--spec", help="also report the all-zero block fraction under this spec")
+    ev.add_argument("--dev-size", type=int, help="cap on dev examples")
+    ev.add_argument("--max-length", type=int, default=64)
+    ev.add_argument("--threads", type=int, help="torch CPU threads")
+    ev.set_defaults(handler=_evaluate)
+
+
+def _prune(args: argparse.Namespace) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..prune.pipeline import PruneConfig, run_pruning
+    from ..prune.schedule import Schedule, check_sparsity
+
+    check_sparsity(args.sparsity, "--sparsity")
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out}: output folder exists and is not empty")
+    overrides = {}
+    if args.epochs:
+        overrides.update(dense_epochs=args.epochs[0], bsp_epochs=args.epochs[1], retrain_epochs=args.epochs[2])
+    for key, value in (("learning_rate", args.lr), ("bsp_learning_rate", args.bsp_lr),
+                       ("retrain_learning_rate", args.retrain_lr), ("lam", args.lam),
+                       ("reweight_period", args.reweight_period)):
+        if value is not None:
+            overrides[key] = value
+    config = PruneConfig(model=args.model, task=args.task, spec=args.spec, sparsity=args.sparsity,
+                         method=args.method, ratios=args.ratios, schedule=Schedule(**overrides), seed=args.seed,
+                         batch_size=args.batch_size, max_length=args.max_length, train_size=args.train_size,
+                         dev_size=args.dev_size, distill=args.distill, threads=args.threads,
+                         progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir)
+    result = run_pruning(config, out)
+    report = result.report
+    summary = {"output": str(out), "method": report["method"], "spec": report["spec"]["name"],
+               "block_sparsity": round(report["block_sparsity"]["block_sparsity"], 4),
+               "metrics": report["metrics"], "overlap_with_magnitude": report.get("overlap_with_magnitude")}
+    if "bsp" in report:
+        summary["below_threshold_fraction"] = round(report["bsp"]["below_threshold_fraction"], 4)
+    print(json.dumps(summary))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    from ..data import load_task
+    from ..models import load_model, load_tokenizer
+    from ..prune.evaluation import block_sparsity, evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task = load_task(args.task, dev_size=args.dev_size)
+    model = load_model(args.model, labels=task.labels).model
+    metrics = evaluate(model, task, tokenizer=load_tokenizer(args.model), max_length=args.max_length)
+    out = {"model": args.model, "task": task.name, "dev_examples": len(task.dev), "metrics": metrics}
+    if args.spec:
+        layers = block_sparsity(model, args.spec)
+        blocks = sum(v["blocks"] for v in layers.values())
+        out["zero_block_fraction"] = sum(v["zero_blocks"] for v in layers.values()) / blocks
+    print(json.dumps(out))

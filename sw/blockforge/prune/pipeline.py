@@ -1,0 +1,419 @@
+"""The pruning pipeline: fine-tune dense → reweighted group Lasso → hard prune → masked retraining → save.
+
+Entry points (all take a frozen :class:`PruneConfig`):
+
+* :func:`run_pruning` ``(config, output_dir) -> PruneResult`` — the whole job, saved atomically
+  (written to a temporary folder next to ``output_dir`` and renamed; no partial folder on error).
+* :func:`prune_model` ``(config) -> PruneResult`` — the same without saving.
+* :func:`save_pruned` ``(result, output_dir)`` — ``save_pretrained`` (safetensors) + tokenizer +
+  ``pruning.json`` (the report) + ``block_masks.safetensors`` (keep-mask per layer, 1 = kept).
+
+Methods: ``bsp`` (all four phases), ``magnitude`` (one-shot block-magnitude pruning of the dense
+model, no retraining), ``magnitude-retrain`` (one-shot, then masked retraining). The dense phase is
+skipped when the model's classifier head came from its checkpoint (an already fine-tuned model) or when
+``schedule.dense_epochs`` is 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UsageError
+from ..spec import Spec, load_spec
+from .criterion import block_norms
+from .masking import MaskEnforcer, hard_prune, pruned_block_counts, zero_block_counts
+from .pattern import PrunableLayer, prunable_layers
+from .regularizer import ReweightedGroupLasso
+from .schedule import Schedule, auto_lambda, check_sparsity, load_ratios, phase_steps, resolve_ratios
+
+__all__ = ["METHODS", "PruneConfig", "PruneResult", "DEMO_SCHEDULE", "prune_model", "run_pruning", "save_pruned"]
+
+METHODS = ("bsp", "magnitude", "magnitude-retrain")
+REPORT_NAME = "pruning.json"
+MASKS_NAME = "block_masks.safetensors"
+
+#: A short schedule for the end-to-end demo (a few minutes on 2 CPU cores with train_size=1000):
+#: 1 epoch dense, 1 epoch reweighted group Lasso, 1 epoch masked retraining.
+DEMO_SCHEDULE = Schedule(dense_epochs=1.0, bsp_epochs=1.0, retrain_epochs=1.0, learning_rate=1e-4,
+                         bsp_learning_rate=1e-4, retrain_learning_rate=1e-4)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Everything one pruning run depends on.
+
+    model: ``default``, a local HF folder or a hub name. task: see :func:`blockforge.data.load_task`.
+    spec: shipped spec name or YAML path. sparsity: target block sparsity in [0, 1) of every prunable
+    layer, unless ``ratios`` names a YAML ratios file (:mod:`.schedule`). train_size / dev_size: caps
+    on the task's examples (None = task default). distill: knowledge distillation from the dense model
+    during masked retraining. zero_threshold: block norm under which a block counts as driven to zero
+    by the regularizer (reported, not used for pruning). threads: torch intra-op threads (None = as is).
+    checkpoint_dir: if set, the state after each phase is saved there and a rerun with the same config
+    resumes after the last finished phase.
+    """
+
+    model: str = "default"
+    task: str = "default"
+    spec: str = "tile8"
+    sparsity: float = 0.5
+    method: str = "bsp"
+    ratios: str | None = None
+    schedule: Schedule = field(default_factory=Schedule)
+    seed: int = 0
+    batch_size: int = 32
+    max_length: int = 64
+    train_size: int | None = None
+    dev_size: int | None = None
+    distill: bool = False
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
+    zero_threshold: float = 1e-3
+    threads: int | None = None
+    progress: bool = True
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_sparsity(self.sparsity)
+        if self.method not in METHODS:
+            raise UsageError(f"method: unknown method {self.method!r} (known: {', '.join(METHODS)})")
+        for name in ("batch_size", "max_length"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', '-')}: must be a positive integer, not {getattr(self, name)!r}")
+        if not 0 <= self.distill_alpha <= 1:
+            raise UsageError(f"distill-alpha: must be in [0, 1], not {self.distill_alpha!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class PruneResult:
+    """The pruned model (in memory), its tokenizer, block keep-masks per layer and the report."""
+
+    model: Any
+    tokenizer: Any
+    block_masks: dict[str, torch.Tensor]
+    report: dict[str, Any]
+    output_dir: Path | None = None
+
+
+def run_pruning(config: PruneConfig, output_dir: str | Path) -> PruneResult:
+    """Run the pipeline of ``config`` and save the result to ``output_dir`` (atomically)."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise UsageError(f"{output_dir}: output folder exists and is not empty")
+    result = prune_model(config)
+    save_pruned(result, output_dir)
+    return result
+
+
+def save_pruned(result: PruneResult, output_dir: str | Path) -> Path:
+    """Write the model, tokenizer, ``pruning.json`` and block masks to ``output_dir`` atomically."""
+    from safetensors.torch import save_file
+
+    from ..models import quiet_transformers
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise UsageError(f"{output_dir}: output folder exists and is not empty")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        with quiet_transformers():
+            result.model.save_pretrained(tmp, safe_serialization=True)
+            if result.tokenizer is not None:
+                result.tokenizer.save_pretrained(tmp)
+        save_file({name: mask.to(torch.uint8).contiguous() for name, mask in result.block_masks.items()},
+                  str(tmp / MASKS_NAME))
+        (tmp / REPORT_NAME).write_text(json.dumps(result.report, indent=2, sort_keys=False) + "\n")
+        if output_dir.exists():
+            output_dir.rmdir()
+        os.replace(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.output_dir = output_dir
+    return output_dir
+
+
+def prune_model(config: PruneConfig) -> PruneResult:
+    """Run the phases of ``config.method`` and return the pruned model and its report (not saved)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from ..data import load_task
+    from ..models import load_model, load_tokenizer
+    from .training import Batches, evaluate_model, tokenize, train_phase
+
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    spec = load_spec(config.spec)
+    task = load_task(config.task, train_size=config.train_size, dev_size=config.dev_size)
+    accelerator = Accelerator(cpu=True)
+    set_seed(config.seed)
+    loaded = load_model(config.model, labels=task.labels)
+    model = loaded.model
+    tokenizer = load_tokenizer(config.model)
+    layers = prunable_layers(model, spec)
+    names = [layer.name for layer in layers]
+    ratios = (load_ratios(config.ratios, names, config.sparsity) if config.ratios
+              else resolve_ratios(names, config.sparsity))
+
+    train_split = tokenize(tokenizer, task.train, config.max_length)
+    dev_split = tokenize(tokenizer, task.dev, config.max_length)
+    batches = Batches(len(train_split), config.batch_size, seed=config.seed,
+                      rank=accelerator.process_index, world=accelerator.num_processes)
+    sched = config.schedule
+    progress = config.progress
+
+    report: dict[str, Any] = {
+        "format": "blockforge-pruning/1",
+        "method": config.method,
+        "spec": {"name": spec.name, "source": spec.source, "digest": spec.digest,
+                 "block": {"rows": spec.block.rows, "cols": spec.block.cols}},
+        "model": {"source": str(config.model), "path": loaded.path, "model_type": model.config.model_type,
+                  "head_from_checkpoint": loaded.head_from_checkpoint},
+        "target_sparsity": config.sparsity,
+        "ratios_file": config.ratios,
+        "seed": config.seed,
+        "hyperparameters": config.to_dict(),
+        "data": task.describe(),
+        "processes": accelerator.num_processes,
+        "phases": {},
+        "metrics": {},
+    }
+    checkpoint = _Checkpoints(config, accelerator) if config.checkpoint_dir else None
+    resumed = checkpoint.load(model) if checkpoint else None
+    done_phases = set(resumed["phases_done"]) if resumed else set()
+    if resumed:
+        report.update({k: v for k, v in resumed["report"].items() if k in ("phases", "metrics", "bsp")})
+
+    model = accelerator.prepare(model)
+    unwrapped = accelerator.unwrap_model(model)
+
+    def evaluate(label: str) -> dict[str, float]:
+        metrics = evaluate_model(unwrapped, dev_split, task, batch_size=max(64, config.batch_size),
+                                 progress=progress and accelerator.is_local_main_process, desc=f"eval {label}")
+        report["metrics"][label] = metrics
+        return metrics
+
+    def train(name: str, index: int, epochs: float, lr: float, *, constant: bool, **kw) -> None:
+        steps = phase_steps(epochs, batches.steps_per_epoch)
+        t0 = time.perf_counter()
+        stats = train_phase(accelerator, model, train_split, batches, phase=index, steps=steps,
+                            learning_rate=lr, weight_decay=sched.weight_decay, warmup_ratio=sched.warmup_ratio,
+                            constant_lr=constant, regression=task.is_regression, desc=name, progress=progress,
+                            distill_alpha=config.distill_alpha, distill_temperature=config.distill_temperature,
+                            **kw)
+        report["phases"][name] = {"epochs": epochs, "steps": steps, "learning_rate": lr,
+                                  "seconds": round(time.perf_counter() - t0, 2), **stats}
+
+    # (1) dense fine-tune
+    if "dense" not in done_phases:
+        if loaded.head_from_checkpoint or sched.dense_epochs <= 0:
+            report["phases"]["dense"] = {"skipped": "fine-tuned head in checkpoint" if loaded.head_from_checkpoint
+                                         else "dense_epochs is 0"}
+        else:
+            train("dense", 1, sched.dense_epochs, sched.learning_rate, constant=False)
+        evaluate("dense")
+    if resumed and resumed["magnitude_masks"]:
+        magnitude_masks = resumed["magnitude_masks"]
+    else:
+        magnitude_masks = _magnitude_masks(layers, ratios)
+    if checkpoint and "dense" not in done_phases:
+        checkpoint.save("dense", unwrapped, report, {}, magnitude_masks)
+    teacher = None
+    if config.distill and config.method != "magnitude":
+        teacher = copy.deepcopy(unwrapped).eval()
+        if resumed:
+            teacher.load_state_dict(checkpoint.state("dense"))
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+
+    # (2) reweighted group Lasso (proximal)
+    if config.method == "bsp" and "bsp" not in done_phases:
+        _bsp_phase(config, layers, ratios, batches, report, train, accelerator)
+        evaluate("after_bsp")
+        if checkpoint:
+            checkpoint.save("bsp", unwrapped, report, {}, magnitude_masks)
+
+    # (3) hard prune
+    if "prune" not in done_phases:
+        norms = {layer.name: block_norms(layer.weight.detach(), layer.layout) for layer in layers}
+        block_masks = hard_prune(layers, ratios, norms)
+        evaluate("after_prune")
+        if checkpoint:
+            checkpoint.save("prune", unwrapped, report, block_masks, magnitude_masks)
+    else:
+        block_masks = resumed["block_masks"]
+    report["overlap_with_magnitude"] = _overlap(block_masks, magnitude_masks)
+
+    # (4) masked retraining
+    if config.method != "magnitude" and "retrain" not in done_phases:
+        enforcer = MaskEnforcer(layers, block_masks)
+        try:
+            train("retrain", 3, sched.retrain_epochs, sched.retrain_learning_rate, constant=False,
+                  after_step=lambda step, lr: enforcer.apply(), teacher=teacher)
+        finally:
+            enforcer.remove()
+        evaluate("final")
+        if checkpoint:
+            checkpoint.save("retrain", unwrapped, report, block_masks, magnitude_masks)
+    elif config.method == "magnitude":
+        report["metrics"]["final"] = report["metrics"]["after_prune"]
+
+    report["layers"] = _layer_report(layers, ratios, block_masks)
+    report["block_sparsity"] = _overall(report["layers"])
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    accelerator.wait_for_everyone()
+    return PruneResult(unwrapped, tokenizer, {k: v.cpu() for k, v in block_masks.items()}, report)
+
+
+def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[str, float], batches,
+               report: dict, train, accelerator) -> None:
+    sched = config.schedule
+    steps = phase_steps(sched.bsp_epochs, batches.steps_per_epoch)
+    if sched.lam is None:
+        lam = auto_lambda(layers, ratios, [sched.bsp_learning_rate] * steps, sched.reweight_period,
+                          sched.epsilon, sched.lambda_scale)
+    else:
+        lam = {layer.name: (sched.lam if ratios[layer.name] > 0 else 0.0) for layer in layers}
+    regularizer = ReweightedGroupLasso(layers, lam, sched.epsilon, budget=pruned_block_counts(layers, ratios))
+    history = []
+
+    def before_step(step: int) -> None:
+        if step % sched.reweight_period == 0:
+            regularizer.reweight()
+
+    def after_step(step: int, lr: float) -> None:
+        regularizer.proximal_step(lr)
+        if (step + 1) % max(1, steps // 8) == 0 or step + 1 == steps:
+            history.append({"step": step + 1, "zero_fraction": round(regularizer.zero_block_fraction(
+                config.zero_threshold), 4), "layers_at_budget": len(regularizer.frozen)})
+
+    if steps:
+        train("bsp", 2, sched.bsp_epochs, sched.bsp_learning_rate, constant=True,
+              before_step=before_step, after_step=after_step)
+    target = _target_fraction(layers, ratios)
+    report["bsp"] = {
+        "lambda": {"mode": "auto" if sched.lam is None else "fixed", "scale": sched.lambda_scale,
+                   "per_layer": {k: float(f"{v:.6g}") for k, v in lam.items()}},
+        "epsilon": sched.epsilon,
+        "reweight_period_steps": sched.reweight_period,
+        "zero_threshold": config.zero_threshold,
+        "below_threshold_fraction": regularizer.zero_block_fraction(config.zero_threshold),
+        "target_block_fraction": target,
+        "layers_at_budget": len(regularizer.frozen),
+        "history": history,
+    }
+
+
+def _magnitude_masks(layers: list[PrunableLayer], ratios: dict[str, float]) -> dict[str, torch.Tensor]:
+    """The keep-masks plain one-shot block-magnitude pruning would choose now (weights untouched)."""
+    from .masking import lowest_blocks_mask, pruned_block_counts
+
+    counts = pruned_block_counts(layers, ratios)
+    return {layer.name: lowest_blocks_mask(block_norms(layer.weight.detach(), layer.layout), counts[layer.name])
+            for layer in layers}
+
+
+def _overlap(masks: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> float | None:
+    """|pruned ∩ pruned_reference| / |pruned_reference| over all layers (None if nothing is pruned)."""
+    both = ref = 0
+    for name, keep in masks.items():
+        pruned, ref_pruned = ~keep, ~reference[name]
+        both += int((pruned & ref_pruned).sum())
+        ref += int(ref_pruned.sum())
+    return None if ref == 0 else both / ref
+
+
+def _target_fraction(layers: list[PrunableLayer], ratios: dict[str, float]) -> float:
+    total = sum(layer.layout.n_blocks for layer in layers)
+    return sum(ratios[layer.name] * layer.layout.n_blocks for layer in layers) / total
+
+
+def _layer_report(layers: list[PrunableLayer], ratios: dict[str, float],
+                  block_masks: dict[str, torch.Tensor]) -> dict[str, dict]:
+    zeros = zero_block_counts(layers)
+    out = {}
+    for layer in layers:
+        t = layer.layout.tiling
+        pruned = int((~block_masks[layer.name]).sum())
+        out[layer.name] = {
+            "role": layer.role, "shape": [t.out_features, t.in_features],
+            "block_grid": [t.block_rows, t.block_cols], "blocks": t.n_blocks,
+            "target_ratio": ratios[layer.name], "pruned_blocks": pruned,
+            "block_sparsity": pruned / t.n_blocks, "zero_blocks": zeros[layer.name],
+        }
+    return out
+
+
+def _overall(layers: dict[str, dict]) -> dict[str, float]:
+    blocks = sum(v["blocks"] for v in layers.values())
+    return {"blocks": blocks, "pruned_blocks": sum(v["pruned_blocks"] for v in layers.values()),
+            "zero_blocks": sum(v["zero_blocks"] for v in layers.values()),
+            "block_sparsity": sum(v["pruned_blocks"] for v in layers.values()) / blocks}
+
+
+class _Checkpoints:
+    """Phase-granular checkpoints: ``<dir>/<phase>.pt`` (model state, masks, report) + ``progress.json``.
+
+    A run resumes only if the config fingerprint matches; the main process writes, every rank reads.
+    """
+
+    ORDER = ("dense", "bsp", "prune", "retrain")
+
+    def __init__(self, config: PruneConfig, accelerator):
+        self.dir = Path(config.checkpoint_dir)
+        self.accelerator = accelerator
+        fields_ = config.to_dict()
+        for volatile in ("progress", "checkpoint_dir", "threads"):
+            fields_.pop(volatile)
+        self.fingerprint = hashlib.sha256(json.dumps(fields_, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _progress(self) -> dict | None:
+        path = self.dir / "progress.json"
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return data if data.get("fingerprint") == self.fingerprint else None
+
+    def state(self, phase: str) -> dict:
+        return torch.load(self.dir / f"{phase}.pt", weights_only=True)["model"]
+
+    def load(self, model) -> dict | None:
+        progress = self._progress()
+        if not progress or not progress["phases_done"]:
+            return None
+        last = progress["phases_done"][-1]
+        blob = torch.load(self.dir / f"{last}.pt", weights_only=True)
+        model.load_state_dict(blob["model"])
+        return {"phases_done": progress["phases_done"], "report": json.loads(blob["report"]),
+                "block_masks": blob["block_masks"], "magnitude_masks": blob["magnitude_masks"]}
+
+    def save(self, phase: str, model, report: dict, block_masks: dict, magnitude_masks: dict | None = None) -> None:
+        if self.accelerator.is_main_process:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            blob = {"model": model.state_dict(), "report": json.dumps(report, default=str),
+                    "block_masks": block_masks, "magnitude_masks": magnitude_masks or {}}
+            tmp = self.dir / f".{phase}.pt.tmp"
+            torch.save(blob, tmp)
+            os.replace(tmp, self.dir / f"{phase}.pt")
+            progress = self._progress() or {"fingerprint": self.fingerprint, "phases_done": []}
+            done = [p for p in self.ORDER if p in progress["phases_done"] or p == phase]
+            progress["phases_done"] = done
+            (self.dir / "progress.json").write_text(json.dumps(progress))
+        self.accelerator.wait_for_everyone()

@@ -1,0 +1,173 @@
+"""When and how much to prune: the phases of the pipeline, λ, reweighting periods and sparsity ratios.
+
+Ratios are global (one ``--sparsity`` for every prunable layer) or per layer from a YAML file as in the
+paper. The ratios file is a mapping from a layer name or an ``fnmatch`` glob over layer names to a block
+sparsity in [0, 1), optionally under a top-level ``ratios:`` key next to ``default:``::
+
+    default: 0.5                                  # optional; else the --sparsity value
+    ratios:
+      "*.attention.self.query": 0.8
+      bert.encoder.layer.5.output.dense: 0.3
+
+Later entries win over earlier ones. An entry that matches no prunable layer is an error.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import yaml
+
+from ..errors import UsageError
+from .criterion import block_norms
+from .pattern import PrunableLayer
+
+__all__ = ["Schedule", "auto_lambda", "check_sparsity", "load_ratios", "phase_steps", "resolve_ratios"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Lengths and learning rates of the pipeline phases.
+
+    Epochs may be fractional (a phase of 0.5 epochs is half the shuffled training set). ``reweight_period``
+    is in optimizer steps. ``lam`` None means λ is calibrated per layer by :func:`auto_lambda`.
+    """
+
+    dense_epochs: float = 2.0
+    bsp_epochs: float = 1.0
+    retrain_epochs: float = 1.0
+    learning_rate: float = 5e-5          # dense fine-tune (linear decay, 6% warm-up)
+    bsp_learning_rate: float = 1e-4      # reweighted group-Lasso phase (constant)
+    retrain_learning_rate: float = 1e-4  # masked retraining (linear decay, 6% warm-up)
+    lam: float | None = None
+    lambda_scale: float = 1.5
+    epsilon: float = 1e-3
+    reweight_period: int = 16
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("dense_epochs", "bsp_epochs", "retrain_epochs"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name.replace('_', '-')}: must be a non-negative number, not {value!r}")
+        for name in ("learning_rate", "bsp_learning_rate", "retrain_learning_rate", "lambda_scale", "epsilon"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"{name.replace('_', '-')}: must be a positive number, not {value!r}")
+        if self.lam is not None and not (math.isfinite(self.lam) and self.lam >= 0):
+            raise UsageError(f"lambda: must be a non-negative number, not {self.lam!r}")
+        if self.reweight_period < 1:
+            raise UsageError(f"reweight-period: must be a positive number of steps, not {self.reweight_period!r}")
+
+
+def phase_steps(epochs: float, steps_per_epoch: int) -> int:
+    """Optimizer steps of a phase of ``epochs`` epochs (at least one step when epochs > 0)."""
+    return 0 if epochs <= 0 else max(1, math.ceil(epochs * steps_per_epoch))
+
+
+def check_sparsity(value: Any, where: str = "sparsity") -> float:
+    """``value`` as a block sparsity in [0, 1), or UsageError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value < 1:
+        raise UsageError(f"{where}: block sparsity must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def resolve_ratios(layer_names: Sequence[str], default: float, entries: Mapping[str, Any] | None = None,
+                   source: str = "ratios") -> dict[str, float]:
+    """Per-layer ratios: ``default`` for every layer, overridden by name/glob ``entries`` in order."""
+    ratios = {name: check_sparsity(default, f"{source}: default") for name in layer_names}
+    for key, value in (entries or {}).items():
+        if not isinstance(key, str):
+            raise UsageError(f"{source}: ratios: layer name must be a string, got {key!r}")
+        ratio = check_sparsity(value, f"{source}: ratios.{key}")
+        matched = [name for name in layer_names if name == key or fnmatch.fnmatchcase(name, key)]
+        if not matched:
+            raise UsageError(f"{source}: ratios.{key}: matches no prunable layer "
+                             f"(e.g. {layer_names[0]})")
+        for name in matched:
+            ratios[name] = ratio
+    return ratios
+
+
+def load_ratios(path: str | Path, layer_names: Sequence[str], default: float) -> dict[str, float]:
+    """Per-layer ratios from a YAML ratios file (see the module doc); UsageError on any problem."""
+    source = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{source}: cannot read ratios file: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{source}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not data:
+        raise UsageError(f"{source}: expected a mapping of layer names to block sparsities")
+    if "ratios" in data:
+        unknown = set(data) - {"ratios", "default"}
+        if unknown:
+            raise UsageError(f"{source}: {sorted(unknown)[0]}: unknown key (known keys: default, ratios)")
+        entries = data["ratios"]
+        if not isinstance(entries, dict):
+            raise UsageError(f"{source}: ratios: expected a mapping of layer names to block sparsities")
+        default = data.get("default", default)
+    else:
+        entries = dict(data)
+        default = entries.pop("default", default)
+    return resolve_ratios(layer_names, default, entries, source)
+
+
+def shrink_trajectory_end(norm: float, lam: float, step_sizes: Sequence[float], reweight_period: int,
+                          epsilon: float) -> float:
+    """A block's norm after the group soft-threshold alone (no task gradient) has run over ``step_sizes``
+    with α = 1/(‖W_g‖ + ε) refreshed every ``reweight_period`` steps."""
+    alpha = 0.0
+    for step, eta in enumerate(step_sizes):
+        if step % reweight_period == 0:
+            alpha = 1.0 / (norm + epsilon)
+        norm = max(0.0, norm - eta * lam * alpha)
+        if norm == 0.0:
+            break
+    return norm
+
+
+def calibrate_lambda(norm: float, step_sizes: Sequence[float], reweight_period: int, epsilon: float) -> float:
+    """The smallest λ for which the soft-threshold alone drives a block of norm ``norm`` to exactly zero
+    by the last of ``step_sizes`` (bisection on the exact trajectory)."""
+    if norm <= 0 or not step_sizes:
+        return 0.0
+    lo, hi = 0.0, norm * (norm + epsilon) / min(step_sizes)  # hi zeroes the block in one step
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if shrink_trajectory_end(norm, mid, step_sizes, reweight_period, epsilon) > 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+@torch.no_grad()
+def auto_lambda(layers: Sequence[PrunableLayer], ratios: Mapping[str, float], step_sizes: Sequence[float],
+                reweight_period: int, epsilon: float, scale: float = 1.0) -> dict[str, float]:
+    """λ per layer such that, with no task gradient, the layer's target share of blocks reaches zero.
+
+    q is the layer's block-norm quantile at its target ratio; λ = ``scale`` × the smallest λ that
+    takes a block of norm q to exactly zero over the phase (:func:`calibrate_lambda`). Since the
+    shrinkage is monotone in the starting norm, every block below q would reach zero too; the task
+    gradient then decides which blocks near the boundary survive. scale > 1 reaches zero before the
+    end of the phase, leaving the network a few steps to adapt with those blocks held at zero.
+    """
+    lam = {}
+    for layer in layers:
+        ratio = ratios[layer.name]
+        if ratio <= 0:
+            lam[layer.name] = 0.0
+            continue
+        norms = block_norms(layer.weight, layer.layout).flatten().to(torch.float64)
+        q = float(torch.quantile(norms, ratio))
+        lam[layer.name] = scale * calibrate_lambda(q, step_sizes, reweight_period, epsilon)
+    return lam

@@ -1,0 +1,189 @@
+"""The training and evaluation loops the pruning pipeline runs: tokenization, seeded sharded batches,
+AdamW with an optional per-step hook, optional knowledge distillation, and GLUE-metric evaluation.
+
+A plain loop on top of ``accelerate``: the same code runs in one process or under ``torchrun`` /
+``accelerate launch`` (gloo on CPU), where every rank takes its own slice of each global batch and the
+gradients are averaged by DDP, so weights (and masks derived from them) stay identical across ranks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import Example, Task, compute_metrics
+
+__all__ = ["Batches", "TokenizedSplit", "evaluate_model", "tokenize", "train_phase"]
+
+
+@dataclass(frozen=True)
+class TokenizedSplit:
+    """Token ids of a split (unpadded, truncated to ``max_length``) and their labels."""
+
+    features: tuple[dict[str, tuple[int, ...]], ...]
+    labels: tuple[float, ...]
+    pad_token_id: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def collate(self, indices: Sequence[int], regression: bool) -> dict[str, torch.Tensor]:
+        """A right-padded batch (input_ids, attention_mask[, token_type_ids], labels)."""
+        rows = [self.features[i] for i in indices]
+        width = max(len(r["input_ids"]) for r in rows)
+        batch: dict[str, torch.Tensor] = {}
+        for key in rows[0]:
+            pad = self.pad_token_id if key == "input_ids" else 0
+            batch[key] = torch.tensor([list(r[key]) + [pad] * (width - len(r[key])) for r in rows],
+                                      dtype=torch.long)
+        batch["attention_mask"] = torch.tensor(
+            [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows], dtype=torch.long)
+        labels = [self.labels[i] for i in indices]
+        batch["labels"] = torch.tensor(labels, dtype=torch.float32 if regression else torch.long)
+        return batch
+
+
+def tokenize(tokenizer, examples: Sequence[Example], max_length: int) -> TokenizedSplit:
+    """Tokenize examples (single sentences or pairs) without padding."""
+    firsts = [e.text_a for e in examples]
+    seconds = [e.text_b for e in examples]
+    pair = any(s is not None for s in seconds)
+    encoded = tokenizer(firsts, [s or "" for s in seconds] if pair else None, truncation=True,
+                        max_length=max_length, padding=False)
+    keys = [k for k in ("input_ids", "token_type_ids") if k in encoded]
+    features = tuple({k: tuple(encoded[k][i]) for k in keys} for i in range(len(examples)))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return TokenizedSplit(features, tuple(float(e.label) for e in examples), pad)
+
+
+class Batches:
+    """Seeded, sharded batch indices: epoch e of a phase is a permutation seeded by (seed, phase, e);
+    each global batch of ``batch_size × world`` examples is split so rank r takes the r-th slice."""
+
+    def __init__(self, n_examples: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be positive, not {batch_size!r}")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n_examples, batch_size, seed, rank, world
+        global_batch = batch_size * world
+        self.steps_per_epoch = max(1, n_examples // global_batch)
+        self.per_rank = min(batch_size, n_examples // world) if n_examples < global_batch else batch_size
+
+    def epoch(self, phase: int, epoch: int) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + phase * 10_007 + epoch)
+        perm = torch.randperm(self.n, generator=gen).tolist()
+        out = []
+        for step in range(self.steps_per_epoch):
+            start = step * self.per_rank * self.world + self.rank * self.per_rank
+            out.append(perm[start:start + self.per_rank])
+        return out
+
+    def steps(self, phase: int, n_steps: int):
+        """Yield ``n_steps`` batches of indices, walking through as many epochs as needed."""
+        done = 0
+        for epoch in range(math.ceil(n_steps / self.steps_per_epoch) + 1):
+            for indices in self.epoch(phase, epoch):
+                if done == n_steps:
+                    return
+                yield indices
+                done += 1
+
+
+def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, total: int, warmup_ratio: float, constant: bool) -> float:
+    """Learning-rate multiplier at ``step`` (0-based): linear warm-up then linear decay, or constant."""
+    if constant:
+        return 1.0
+    warmup = int(round(warmup_ratio * total))
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: Batches, *, phase: int,
+                steps: int, learning_rate: float, weight_decay: float, warmup_ratio: float = 0.06,
+                constant_lr: bool = False, regression: bool = False,
+                after_step: Callable[[int, float], None] | None = None, before_step: Callable[[int], None] | None = None,
+                teacher: nn.Module | None = None, distill_alpha: float = 0.5, distill_temperature: float = 2.0,
+                desc: str = "train", progress: bool = True) -> dict[str, float]:
+    """Train ``model`` (already prepared by ``accelerator``) for ``steps`` optimizer steps.
+
+    ``before_step(step)`` runs before each forward pass, ``after_step(step, lr)`` right after each
+    optimizer step with the learning rate that step used. With a ``teacher`` the loss is
+    ``(1 − a)·task + a·T²·KL(softmax(teacher/T) ‖ softmax(student/T))`` (classification only).
+    Returns the mean loss and the number of steps.
+    """
+    from tqdm.auto import tqdm
+
+    if steps <= 0:
+        return {"steps": 0, "mean_loss": float("nan")}
+    optimizer = torch.optim.AdamW(_decay_groups(model, weight_decay), lr=learning_rate)
+    optimizer = accelerator.prepare(optimizer)
+    model.train()
+    total_loss = 0.0
+    bar = tqdm(total=steps, desc=desc, disable=not (progress and accelerator.is_local_main_process),
+               leave=False, dynamic_ncols=True)
+    for step, indices in enumerate(batches.steps(phase, steps)):
+        if before_step is not None:
+            before_step(step)
+        lr = learning_rate * lr_factor(step, steps, warmup_ratio, constant_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = split.collate(indices, regression)
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        if regression:
+            loss = F.mse_loss(logits.squeeze(-1), labels)
+        else:
+            loss = F.cross_entropy(logits, labels)
+        if teacher is not None and not regression:
+            with torch.no_grad():
+                teacher_logits = teacher(**batch).logits
+            t = distill_temperature
+            kd = F.kl_div(F.log_softmax(logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
+                          reduction="batchmean", log_target=True) * t * t
+            loss = (1 - distill_alpha) * loss + distill_alpha * kd
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step(step, lr)
+        total_loss += float(loss.detach())
+        bar.update(1)
+        bar.set_postfix(loss=f"{total_loss / (step + 1):.4f}")
+    bar.close()
+    return {"steps": steps, "mean_loss": total_loss / steps}
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, split: TokenizedSplit, task: Task, *, batch_size: int = 64,
+                   progress: bool = False, desc: str = "evaluate") -> dict[str, float]:
+    """The task's GLUE metrics of ``model`` on ``split`` (batches bucketed by length; eval mode)."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(split)), key=lambda i: len(split.features[i]["input_ids"]))
+    predictions = [0.0] * len(split)
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    for chunk in tqdm(chunks, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+        batch = split.collate(chunk, task.is_regression)
+        batch.pop("labels")
+        logits = model(**batch).logits
+        values = logits.squeeze(-1) if task.is_regression else logits.argmax(dim=-1)
+        for i, v in zip(chunk, values.tolist()):
+            predictions[i] = float(v)
+    model.train(was_training)
+    return compute_metrics(task.metrics, predictions, split.labels)
