@@ -1,0 +1,140 @@
+"""Harness: the engine with Amaranth memory models, for Amaranth-simulator tests.
+
+The same memories, with the same timing, as the Verilog simulation top (:mod:`.verilog`): index,
+activations and parameters are synchronous read-only memories; the weight memory accepts a request
+unless the weight stall injector says stall and returns the word ``read_latency`` cycles later; the
+output stream's ``ready`` is low when the output stall injector says stall; each output word is
+stored at the next address of the output memory. Contents come from :func:`harness_images`, which
+uses the same packing as :mod:`blockforge.hexfiles`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import memory
+
+from blockforge.hexfiles import (SHIFT_BITS, activation_stride, index_entries, pack_lanes)
+from blockforge.layer import BlockSparseLayer, pack_tile_words
+from blockforge.spec import Spec
+
+from .engine import Engine
+from .stall_injector import StallInjector
+
+__all__ = ["Harness", "harness_images"]
+
+
+def harness_images(layer: BlockSparseLayer, spec: Spec, x_q: np.ndarray) -> dict[str, list[int]]:
+    """Memory contents for one layer and activations (int (in, N)), as lists of words."""
+    br, bc = spec.block.rows, spec.block.cols
+    nb = spec.numerics
+    x = np.asarray(x_q, dtype=np.int64)
+    n_tokens = x.shape[1]
+    stride = activation_stride(spec.buffers.max_tokens)
+    padded = np.zeros((layer.padded_in, n_tokens), dtype=np.int64)
+    padded[: x.shape[0]] = x
+    act = [0] * (layer.n_block_cols * stride)
+    for c in range(layer.n_block_cols):
+        words = pack_lanes(padded[c * bc:(c + 1) * bc].T, 8)
+        act[c * stride: c * stride + n_tokens] = words
+    bias = pack_lanes(layer.bias.reshape(-1, br), nb.acc_bits)
+    mult = pack_lanes(layer.multiplier.reshape(-1, br), nb.multiplier_bits)
+    shift = pack_lanes(layer.shift.reshape(-1, br), SHIFT_BITS)
+    lane_bits = br * nb.acc_bits
+    mult_bits = br * nb.multiplier_bits
+    params = [b | (mm << lane_bits) | (s << (lane_bits + mult_bits)) for b, mm, s in zip(bias, mult, shift)]
+    return {
+        "weights": [int(w) for w in pack_tile_words(layer.tiles, spec.memory.weight_bus_bits)],
+        "index": [int(e) for e in index_entries(layer)],
+        "act": act,
+        "params": params,
+        "config": [n_tokens, layer.n_block_rows, layer.n_block_cols, layer.nnz_blocks],
+    }
+
+
+class Harness(Elaboratable):
+    """Engine + memories. ``images`` as from :func:`harness_images` (``config`` may be overridden);
+    ``weight_stall``/``out_stall`` are stall rates in 256ths, seeded by ``seed``.
+
+    Testbench-visible signals: ``start``, ``done``, ``busy``, ``status``, ``cycles``, ``out_count``;
+    the captured output words are in ``out_mem.data``.
+    """
+
+    def __init__(self, spec: Spec, images: dict[str, list[int]], *, weight_stall: int = 0, out_stall: int = 0,
+                 seed: int = 1, weight_depth: int | None = None, index_depth: int | None = None,
+                 out_depth: int | None = None):
+        self.spec = spec
+        self.images = images
+        self.weight_depth = weight_depth or max(len(images["weights"]), spec.tile_words)
+        self.index_depth = index_depth or max(len(images["index"]), 1)
+        self.engine = Engine(spec, weight_depth=self.weight_depth, index_depth=self.index_depth)
+        g = self.engine.geometry
+        self.out_depth = out_depth or g.max_block_rows * g.max_tokens
+        self.weight_stall, self.out_stall, self.seed = weight_stall, out_stall, seed
+        self.start = Signal()
+        self.done = self.engine.ctrl.done
+        self.busy = self.engine.ctrl.busy
+        self.status = self.engine.ctrl.status
+        self.cycles = self.engine.ctrl.cycles
+        self.out_count = Signal(range(self.out_depth + 1))
+        self.out_mem = memory.Memory(shape=g.out_layout.size, depth=self.out_depth, init=[])
+
+    def elaborate(self, platform):
+        g = self.engine.geometry
+        e = self.engine
+        m = Module()
+        m.submodules.engine = e
+        m.submodules.out_mem = self.out_mem
+        m.submodules.weight_stall = wstall = StallInjector(self.seed & 0xFFFF)
+        m.submodules.out_stall = ostall = StallInjector((self.seed * 40503 + 1) & 0xFFFF)
+        m.d.comb += [
+            wstall.enable.eq(self.weight_stall > 0), wstall.rate.eq(self.weight_stall),
+            ostall.enable.eq(self.out_stall > 0), ostall.rate.eq(self.out_stall),
+        ]
+        cfg = self.images["config"]
+        m.d.comb += [
+            e.ctrl.start.eq(self.start),
+            e.config.n_tokens.eq(cfg[0]), e.config.n_block_rows.eq(cfg[1]),
+            e.config.n_block_cols.eq(cfg[2]), e.config.n_tiles.eq(cfg[3]),
+        ]
+
+        def rom(name, shape, depth, words):
+            mem = memory.Memory(shape=shape, depth=depth, init=words[:depth])
+            m.submodules[name] = mem
+            return mem.read_port()
+
+        index = rom("index_mem", g.index_layout.size, self.index_depth, self.images["index"])
+        act = rom("act_mem", g.act_layout.size, g.max_block_cols * g.act_stride, self.images["act"])
+        params = rom("params_mem", g.params_layout.size, g.max_block_rows, self.images["params"])
+        weights = rom("weight_mem", g.bus_bits, self.weight_depth, self.images["weights"])
+        for port, bus in ((index, e.index), (act, e.act), (params, e.params)):
+            m.d.comb += [port.addr.eq(bus.addr), port.en.eq(bus.en), bus.data.eq(port.data)]
+
+        # Weight memory: accept unless stalled, answer read_latency cycles after acceptance.
+        accept = Signal()
+        m.d.comb += [
+            e.weight_req.ready.eq(~wstall.stall),
+            accept.eq(e.weight_req.valid & e.weight_req.ready),
+            weights.addr.eq(e.weight_req.payload), weights.en.eq(1),
+        ]
+        valid = Signal()
+        m.d.sync += valid.eq(accept)
+        word = weights.data
+        for stage in range(g.read_latency - 1):
+            delayed_valid, delayed_word = Signal(name=f"wvalid{stage}"), Signal(g.bus_bits, name=f"wword{stage}")
+            m.d.sync += [delayed_valid.eq(valid), delayed_word.eq(word)]
+            valid, word = delayed_valid, delayed_word
+        m.d.comb += [e.weight_resp.valid.eq(valid), e.weight_resp.payload.eq(word)]
+
+        # Output capture.
+        write = self.out_mem.write_port()
+        m.d.comb += [
+            e.out.ready.eq(~ostall.stall),
+            write.addr.eq(self.out_count), write.data.eq(e.out.payload.as_value()),
+            write.en.eq(e.out.valid & e.out.ready),
+        ]
+        with m.If(self.start & ~e.ctrl.busy):
+            m.d.sync += self.out_count.eq(0)
+        with m.Elif(e.out.valid & e.out.ready):
+            m.d.sync += self.out_count.eq(self.out_count + 1)
+        return m

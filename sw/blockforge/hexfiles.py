@@ -1,0 +1,207 @@
+"""``$readmemh`` files for the engine's memories, and the reader of its captured outputs.
+
+The memory layouts are facts of the engine (docs/engine.md "Memories and hex files" is the
+normative text); this module is their one writer so that the image exporter, the RTL benches and the
+tests agree. numpy only: no amaranth, no torch.
+
+Files written by :func:`write_hex` (one hex word per line, lowest address first):
+
+- ``weights.hex``  ``weight_bus_bits`` per word: :func:`blockforge.layer.pack_tile_words` order
+  (tile k occupies words k·tile_words … k·tile_words + tile_words − 1).
+- ``index.hex``    18-bit entries ``{empty[17], last[16], col[15:0]}``, one per stored tile in BCSR
+  order; the last tile of a block row has ``last`` = 1; a block row with no tiles is one entry with
+  ``empty`` = 1 (and ``last`` = 1). So the entries end exactly ``n_block_rows`` rows.
+- ``bias.hex``, ``multiplier.hex``, ``shift.hex``  one word per block row, lane i (output channel
+  r·BR + i) in bits [i·w, (i+1)·w) with w = acc_bits (two's complement), multiplier_bits, 6.
+- ``act.hex``      (only with activations) BC bytes per word, byte j (bits [8j, 8j+8)) = x[c·BC + j, n]
+  at word c·stride + n, stride = the next power of two ≥ max_tokens; padding rows are zero.
+- ``config.hex``   four 32-bit words: n_tokens, n_block_rows, n_block_cols, n_tiles.
+
+The engine emits, per block row r and token n in that order, one word of BR int8 lanes
+(lane i = y[r·BR + i, n]); the simulation top stores word r·N + n of ``out.hex``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import ImageError, UsageError
+from .layer import BlockSparseLayer, pack_tile_words
+from .spec import Spec
+
+__all__ = [
+    "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES",
+    "activation_stride", "default_depths", "index_entries", "pack_lanes", "write_hex",
+    "write_activations", "write_config", "read_hex", "read_outputs",
+]
+
+CONFIG_WORD_BITS = 32
+INDEX_COL_BITS = 16
+INDEX_ENTRY_BITS = INDEX_COL_BITS + 2
+SHIFT_BITS = 6
+HEX_FILES = ("weights", "index", "bias", "multiplier", "shift", "config", "act")
+
+
+def activation_stride(max_tokens: int) -> int:
+    """Words between block columns in the activation memory: the next power of two ≥ max_tokens."""
+    return 1 << max(0, (int(max_tokens) - 1).bit_length())
+
+
+def default_depths(spec: Spec) -> dict[str, int]:
+    """Memory depths (words) that hold the largest layer the spec accepts, fully dense."""
+    max_rows = spec.buffers.max_out_features // spec.block.rows
+    max_cols = spec.buffers.max_in_features // spec.block.cols
+    return {
+        "weights": max_rows * max_cols * spec.tile_words,
+        "index": max_rows * max_cols,
+        "params": max_rows,
+        "act": max_cols * activation_stride(spec.buffers.max_tokens),
+        "out": max_rows * spec.buffers.max_tokens,
+    }
+
+
+def index_entries(layer: BlockSparseLayer) -> np.ndarray:
+    """The index memory of a layer as int64 entries (module docstring gives the bit layout)."""
+    entries: list[int] = []
+    for r in range(layer.n_block_rows):
+        lo, hi = int(layer.row_ptr[r]), int(layer.row_ptr[r + 1])
+        if lo == hi:
+            entries.append(3 << INDEX_COL_BITS)          # empty | last
+            continue
+        for k in range(lo, hi):
+            col = int(layer.col_idx[k])
+            entries.append(col | (int(k == hi - 1) << INDEX_COL_BITS))
+    return np.asarray(entries, dtype=np.int64)
+
+
+def pack_lanes(values: np.ndarray, lane_bits: int) -> list[int]:
+    """Pack rows of signed/unsigned ints (rows, lanes) into one word per row, lane 0 lowest."""
+    values = np.asarray(values, dtype=np.int64)
+    mask = (1 << lane_bits) - 1
+    words = []
+    for row in values:
+        word = 0
+        for i, v in enumerate(row.tolist()):
+            word |= (int(v) & mask) << (i * lane_bits)
+        words.append(word)
+    return words
+
+
+def _write_words(path: Path, words: Iterable[int], bits: int) -> Path:
+    digits = -(-bits // 4)
+    text = "".join(f"{int(w):0{digits}x}\n" for w in words)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text or f"{0:0{digits}x}\n")   # $readmemh needs at least one word
+    tmp.replace(path)
+    return path
+
+
+def write_activations(x_q: np.ndarray, spec: Spec, path: str | Path, *, in_features: int | None = None) -> Path:
+    """Write int8 activations (in, N) as the activation memory (module docstring layout)."""
+    x = np.asarray(x_q)
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
+        raise UsageError(f"{path}: activations must be a 2-D integer array (in, N), got {x.shape} {x.dtype}")
+    if in_features is not None and x.shape[0] != in_features:
+        raise UsageError(f"{path}: activations have {x.shape[0]} rows, the layer takes {in_features}")
+    if x.size and (x.min() < -128 or x.max() > 127):
+        raise UsageError(f"{path}: activations outside the int8 range [{x.min()}, {x.max()}]")
+    n_tokens = x.shape[1]
+    if not 1 <= n_tokens <= spec.buffers.max_tokens:
+        raise UsageError(f"{path}: N = {n_tokens} tokens, the engine takes 1..{spec.buffers.max_tokens}")
+    bc = spec.block.cols
+    stride = activation_stride(spec.buffers.max_tokens)
+    padded_in = -(-x.shape[0] // bc) * bc
+    padded = np.zeros((padded_in, n_tokens), dtype=np.int64)
+    padded[: x.shape[0]] = x
+    n_cols = padded_in // bc
+    slices = padded.reshape(n_cols, bc, n_tokens).transpose(0, 2, 1)     # (col, n, BC)
+    words = np.zeros((n_cols, stride), dtype=object)
+    words[:, :] = 0
+    lane_words = np.array(pack_lanes(slices.reshape(-1, bc), 8), dtype=object).reshape(n_cols, n_tokens)
+    words[:, :n_tokens] = lane_words
+    return _write_words(Path(path), words.reshape(-1), 8 * bc)
+
+
+def write_config(path: str | Path, *, n_tokens: int, n_block_rows: int, n_block_cols: int, n_tiles: int) -> Path:
+    """Write the four-word layer configuration the simulation top feeds the engine."""
+    return _write_words(Path(path), [n_tokens, n_block_rows, n_block_cols, n_tiles], CONFIG_WORD_BITS)
+
+
+def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.ndarray | None = None,
+              *, n_tokens: int | None = None) -> dict[str, Path]:
+    """Write the ``$readmemh`` files of one layer (and its activations, if given) into ``out_dir``.
+
+    Returns {name: path} for weights, index, bias, multiplier, shift, config (and act with ``x_q``).
+    ``config.hex`` carries N = x_q.shape[1], else ``n_tokens``, else 0 (the engine then refuses to
+    start with status ``bad_tokens`` until a config with N is written by :func:`write_config`).
+    Raises UsageError if the layer was built for another block shape.
+    """
+    if (layer.block_rows, layer.block_cols) != (spec.block.rows, spec.block.cols):
+        raise UsageError(f"{layer.name}: layer has {layer.block_rows}x{layer.block_cols} blocks, spec "
+                         f"{spec.name} has {spec.block.rows}x{spec.block.cols}")
+    spec.tiling(layer.out_features, layer.in_features, layer=layer.name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    br, nb = spec.block.rows, spec.numerics
+    paths = {
+        "weights": _write_words(out / "weights.hex", pack_tile_words(layer.tiles, spec.memory.weight_bus_bits),
+                                spec.memory.weight_bus_bits),
+        "index": _write_words(out / "index.hex", index_entries(layer).tolist(), INDEX_ENTRY_BITS),
+        "bias": _write_words(out / "bias.hex", pack_lanes(layer.bias.reshape(-1, br), nb.acc_bits),
+                             br * nb.acc_bits),
+        "multiplier": _write_words(out / "multiplier.hex",
+                                   pack_lanes(layer.multiplier.reshape(-1, br), nb.multiplier_bits),
+                                   br * nb.multiplier_bits),
+        "shift": _write_words(out / "shift.hex", pack_lanes(layer.shift.reshape(-1, br), SHIFT_BITS),
+                              br * SHIFT_BITS),
+    }
+    if np.any(layer.shift < 0) or np.any(layer.shift >= 1 << SHIFT_BITS):
+        raise UsageError(f"{layer.name}: requantization shifts must lie in [0, {(1 << SHIFT_BITS) - 1}]")
+    if np.any(layer.multiplier < 0) or np.any(layer.multiplier >= 1 << nb.multiplier_bits):
+        raise UsageError(f"{layer.name}: multipliers must lie in [0, 2^{nb.multiplier_bits})")
+    if x_q is not None:
+        paths["act"] = write_activations(x_q, spec, out / "act.hex", in_features=layer.in_features)
+        n_tokens = np.asarray(x_q).shape[1]
+    paths["config"] = write_config(out / "config.hex", n_tokens=n_tokens or 0, n_block_rows=layer.n_block_rows,
+                                   n_block_cols=layer.n_block_cols, n_tiles=layer.nnz_blocks)
+    return paths
+
+
+def read_hex(path: str | Path) -> list[int]:
+    """Words of a ``$readmemh``/``$writememh`` file (comments and blank lines skipped).
+
+    Raises ImageError naming the file and line for unknown (x/z) or malformed words; ``@addr``
+    jumps are not supported in outputs and raise too.
+    """
+    words = []
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        text = line.split("//", 1)[0].strip()
+        if not text:
+            continue
+        for token in text.split():
+            try:
+                if token.startswith("@"):
+                    raise ValueError
+                words.append(int(token.replace("_", ""), 16))
+            except ValueError:
+                raise ImageError(f"{path}: line {lineno}: not a hex word: {token!r}") from None
+    return words
+
+
+def read_outputs(path: str | Path, layer: BlockSparseLayer, spec: Spec, n_tokens: int) -> np.ndarray:
+    """Reassemble the engine's output words (``out.hex``) into y (out_features, N), int64."""
+    br = spec.block.rows
+    words = read_hex(path)
+    need = layer.n_block_rows * n_tokens
+    if len(words) < need:
+        raise ImageError(f"{path}: {len(words)} output words, expected {need}")
+    y = np.zeros((layer.padded_out, n_tokens), dtype=np.int64)
+    for k, word in enumerate(words[:need]):
+        r, n = divmod(k, n_tokens)
+        for i in range(br):
+            byte = (word >> (8 * i)) & 0xFF
+            y[r * br + i, n] = byte - 256 if byte >= 128 else byte
+    return y[: layer.out_features]

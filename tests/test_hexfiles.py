@@ -1,0 +1,74 @@
+"""$readmemh files for the engine memories: layouts decode back to the layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blockforge.errors import ImageError, UsageError
+from blockforge.hexfiles import (INDEX_COL_BITS, activation_stride, index_entries, read_hex, read_outputs,
+                                 write_hex)
+from blockforge.layer import pack_tile_words
+from blockforge_hw.testing import random_activations, random_layer, small_spec
+
+
+def test_index_entries_decode_to_bcsr():
+    spec = small_spec(2, 4)
+    rng = np.random.default_rng(11)
+    mask = rng.random((8, 8)) < 0.3
+    mask[3] = False
+    layer = random_layer(spec, rng, 16, 32, block_mask=mask)
+    row_ptr, col_idx, row = [0], [], 0
+    for entry in index_entries(layer).tolist():
+        empty, last = entry >> (INDEX_COL_BITS + 1) & 1, entry >> INDEX_COL_BITS & 1
+        if not empty:
+            col_idx.append(entry & ((1 << INDEX_COL_BITS) - 1))
+        if last or empty:
+            row_ptr.append(len(col_idx))
+    assert np.array_equal(row_ptr, layer.row_ptr), "seed 11"
+    assert np.array_equal(col_idx, layer.col_idx), "seed 11"
+
+
+def test_write_hex_files(tmp_path):
+    spec = small_spec(2, 4, bus_bits=32)
+    rng = np.random.default_rng(12)
+    layer = random_layer(spec, rng, 6, 10, density=0.6)
+    x = random_activations(rng, 10, 3)
+    paths = write_hex(layer, spec, tmp_path, x)
+    assert set(paths) == {"weights", "index", "bias", "multiplier", "shift", "act", "config"}
+    assert read_hex(paths["weights"]) == [int(w) for w in pack_tile_words(layer.tiles, 32)] or layer.nnz_blocks == 0
+    assert read_hex(paths["config"]) == [3, layer.n_block_rows, layer.n_block_cols, layer.nnz_blocks]
+    bias_words = read_hex(paths["bias"])
+    lane1 = (bias_words[0] >> 32) & 0xFFFFFFFF
+    assert lane1 - (1 << 32 if lane1 >> 31 else 0) == layer.bias[1]
+    act = read_hex(paths["act"])
+    stride = activation_stride(spec.buffers.max_tokens)
+    # x[4 + j, n] is byte j of word 1·stride + n
+    for n in range(3):
+        for j in range(4):
+            byte = act[stride + n] >> (8 * j) & 0xFF
+            assert byte - (256 if byte > 127 else 0) == x[4 + j, n]
+    assert act[2 * stride + 0] >> 16 == 0       # padded rows 10, 11 are zero
+
+
+def test_read_outputs_roundtrip(tmp_path):
+    spec = small_spec(2, 4)
+    layer = random_layer(spec, np.random.default_rng(13), 3, 8)
+    words = ["00ff", "7f80", "0102", "0304"]        # 2 block rows × 2 tokens
+    (tmp_path / "out.hex").write_text("\n".join(words) + "\n")
+    y = read_outputs(tmp_path / "out.hex", layer, spec, 2)
+    assert y.tolist() == [[-1, -128], [0, 127], [2, 4]]
+    (tmp_path / "bad.hex").write_text("00xx\n")
+    with pytest.raises(ImageError, match="bad.hex: line 1"):
+        read_outputs(tmp_path / "bad.hex", layer, spec, 2)
+
+
+def test_bad_inputs(tmp_path):
+    spec = small_spec(2, 4)
+    layer = random_layer(spec, np.random.default_rng(14), 4, 8)
+    with pytest.raises(UsageError, match="N = 9"):
+        write_hex(layer, spec, tmp_path, np.zeros((8, 9), dtype=np.int64))
+    with pytest.raises(UsageError, match="int8 range"):
+        write_hex(layer, spec, tmp_path, np.full((8, 2), 200))
+    with pytest.raises(UsageError, match="blocks"):
+        write_hex(layer, small_spec(1, 8), tmp_path)

@@ -1,0 +1,115 @@
+"""The Amaranth engine end to end in Amaranth's simulator: bit-exact against blockforge.reference,
+cycle count equal to blockforge.estimate, status bits instead of hangs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blockforge.estimate import layer_cycles
+from blockforge.reference import linear
+from blockforge_hw.engine import Engine
+from blockforge_hw.layouts import STATUS_BITS
+from blockforge_hw.simulate import run_layer
+from blockforge_hw.testing import random_activations, random_layer, small_spec
+
+
+def check_layer(spec, layer, x, seed, **stalls):
+    result = run_layer(spec, layer, x, seed=seed, **stalls)
+    assert not result.timed_out, f"seed {seed}: engine did not finish"
+    assert result.status == 0, f"seed {seed}: status {result.status_names}"
+    expected, _ = linear(layer, x, spec.numerics)
+    assert np.array_equal(result.y, expected), f"seed {seed}: outputs differ from the reference"
+    if not stalls:
+        cycles = layer_cycles(spec, layer.nnz_per_row(), x.shape[1])
+        assert result.cycles == cycles, f"seed {seed}: engine {result.cycles} cycles, estimate {cycles}"
+    return result
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_layers_exact_and_cycles_equal(seed):
+    rng = np.random.default_rng(seed)
+    rows, cols, bus = [(2, 4, 32), (2, 4, 64), (1, 8, 16), (4, 2, 8), (2, 2, 32), (4, 4, 32)][seed % 6]
+    spec = small_spec(rows, cols, bus_bits=bus, read_latency=1 + seed % 3,
+                      rounding=("half_up", "half_even", "truncate")[seed % 3], saturate=seed % 4 != 3)
+    out_f, in_f = int(rng.integers(1, 33)), int(rng.integers(1, 33))
+    layer = random_layer(spec, rng, out_f, in_f, density=float(rng.random()))
+    check_layer(spec, layer, random_activations(rng, in_f, int(rng.integers(1, 9))), seed)
+
+
+@pytest.mark.parametrize("case", ["dense", "all_empty", "empty_rows", "n1", "nmax", "one_tile"])
+def test_edge_cases(case):
+    seed = 100 + ["dense", "all_empty", "empty_rows", "n1", "nmax", "one_tile"].index(case)
+    rng = np.random.default_rng(seed)
+    spec = small_spec(2, 4)
+    mask = {"dense": np.ones((8, 8), bool), "all_empty": np.zeros((8, 8), bool),
+            "empty_rows": np.tile([[True], [False], [False], [True]], (2, 8)),
+            "one_tile": np.eye(8, dtype=bool)[:, ::-1]}.get(case, rng.random((8, 8)) < 0.4)
+    n_tokens = {"n1": 1, "nmax": 8, "dense": 8}.get(case, 5)
+    layer = random_layer(spec, rng, 16, 32, block_mask=mask)
+    check_layer(spec, layer, random_activations(rng, 32, n_tokens), seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_stalls_keep_outputs_exact(seed):
+    rng = np.random.default_rng(200 + seed)
+    spec = small_spec(2, 4, read_latency=2)
+    layer = random_layer(spec, rng, 12, 24, density=0.6)
+    x = random_activations(rng, 24, 6)
+    free = run_layer(spec, layer, x)
+    stalled = check_layer(spec, layer, x, 200 + seed, weight_stall=96, out_stall=128)
+    assert stalled.cycles > free.cycles, f"seed {200 + seed}: stalls did not cost cycles"
+
+
+def test_output_backpressure_only():
+    rng = np.random.default_rng(300)
+    spec = small_spec(2, 4)
+    layer = random_layer(spec, rng, 16, 16, density=1.0)
+    check_layer(spec, layer, random_activations(rng, 16, 8), 300, out_stall=200)
+
+
+def test_saturation_and_rounding_ties():
+    """Large multipliers saturate; shift-1 products of odd values are exact ties."""
+    rng = np.random.default_rng(400)
+    for rounding in ("half_up", "half_even", "truncate"):
+        for saturate in (True, False):
+            spec = small_spec(2, 4, rounding=rounding, saturate=saturate)
+            layer = random_layer(spec, rng, 8, 8, density=1.0, shift_range=(0, 2))
+            layer.multiplier[:] = rng.integers(1, 4, layer.multiplier.shape)
+            check_layer(spec, layer, random_activations(rng, 8, 3), 400)
+
+
+def status_of(spec, layer, x, **kw):
+    result = run_layer(spec, layer, x, max_cycles=2000, **kw)
+    assert not result.timed_out, f"engine hung (status {result.status})"
+    return result.status
+
+
+def test_bad_config_sets_status_instead_of_hanging():
+    rng = np.random.default_rng(500)
+    spec = small_spec(2, 4)
+    layer = random_layer(spec, rng, 8, 16, density=1.0)
+    x = random_activations(rng, 16, 4)
+    good = [4, layer.n_block_rows, layer.n_block_cols, layer.nnz_blocks]
+    assert status_of(spec, layer, x, config=[0] + good[1:]) == 1 << STATUS_BITS["bad_tokens"]
+    assert status_of(spec, layer, x, config=[9] + good[1:]) == 1 << STATUS_BITS["bad_tokens"]
+    assert status_of(spec, layer, x, config=[4, 17, 4, 8]) == 1 << STATUS_BITS["bad_shape"]
+    assert status_of(spec, layer, x, config=[4, 4, 0, 8]) == 1 << STATUS_BITS["bad_shape"]
+    # index names more tiles than the weights hold
+    assert status_of(spec, layer, x, config=[4, 4, 4, 5]) == 1 << STATUS_BITS["tile_overrun"]
+    # a column beyond n_block_cols
+    assert status_of(spec, layer, x, config=[4, 4, 2, 16]) & 1 << STATUS_BITS["bad_column"]
+    # weights beyond the weight memory
+    assert status_of(spec, layer, x, config=[4, 4, 4, 17]) == 1 << STATUS_BITS["weights_overrun"]
+    # more rows than the index holds: the walker runs off the index memory
+    assert status_of(spec, layer, x, config=[4, 5, 4, 16]) == 1 << STATUS_BITS["index_overrun"]
+
+
+def test_constructor_rejects_what_the_spec_cannot_take():
+    spec = small_spec(2, 4)
+    with pytest.raises(ValueError, match="weight_depth 1"):
+        Engine(spec, weight_depth=1)
+    with pytest.raises(ValueError, match="index_depth"):
+        Engine(spec, index_depth=0)
+    with pytest.raises(ValueError, match="Spec"):
+        Engine("tile8")
