@@ -10,6 +10,9 @@
   plain ``vvp`` run without cocotb;
 - ``bf_manifest.json`` geometry, memory depths and the plusargs, for benches.
 
+A rising edge on the ``reload`` input re-reads every memory from the same files, so a bench can rewrite
+the hex files and run the next layer without recompiling or restarting the simulator.
+
 Plusargs of ``bf_sim_top`` (all optional): ``+hexdir=DIR`` (the files of
 :func:`blockforge.hexfiles.write_hex` under their standard names), or one by one ``+weights=``,
 ``+index=``, ``+act=``, ``+bias=``, ``+multiplier=``, ``+shift=``, ``+config=``; ``+out=PATH``
@@ -123,6 +126,7 @@ module {name} (
     input  wire clk,
     input  wire rst,
     input  wire start,
+    input  wire reload,   // rising edge: re-read every memory from its hex file (one build, many layers)
     output wire done,
     output wire busy,
     output wire [7:0] status,
@@ -154,6 +158,14 @@ module {name} (
     reg have_out;
     integer i, stall_weights, stall_out, seed;
 
+    // Read every memory from its hex file: at time 0 and again on each rising edge of reload.
+    task load_memories;
+        begin
+{loads}
+        end
+    endtask
+    always @(posedge reload) load_memories;
+
     reg [15:0] lfsr_w, lfsr_o;
     initial begin
         for (i = 0; i < WEIGHT_DEPTH; i = i + 1) weight_mem[i] = 0;
@@ -165,7 +177,7 @@ module {name} (
         for (i = 0; i < 4; i = i + 1) config_mem[i] = 0;
         hexdir = 0;
         if (!$value$plusargs("hexdir=%s", hexdir)) hexdir = 0;
-{loads}
+        load_memories;
         have_out = $value$plusargs("out=%s", out_path);
         if (!$value$plusargs("stall_weights=%d", stall_weights)) stall_weights = 0;
         if (!$value$plusargs("stall_out=%d", stall_out)) stall_out = 0;
@@ -261,7 +273,7 @@ module {name};
     wire out_valid, out_ready, weight_req_valid, weight_req_ready;
     integer timeout, n;
     {top} top (
-        .clk(clk), .rst(rst), .start(start), .done(done), .busy(busy), .status(status),
+        .clk(clk), .rst(rst), .start(start), .reload(1'b0), .done(done), .busy(busy), .status(status),
         .cycles(cycles), .out_count(out_count), .out_valid(out_valid), .out_ready(out_ready),
         .out_data(), .weight_req_valid(weight_req_valid), .weight_req_ready(weight_req_ready)
     );
