@@ -65,6 +65,7 @@ ALIGNMENT = 64
 HEADER_SIZE = 128
 TABLE_ENTRY_SIZE = 192
 MAX_SHIFT = 62
+MAX_BLOCK_COLS = 2 ** 16 - 1
 
 _HEADER = struct.Struct("<8sII32sQII")             # magic, version, layer_count, digest, file_size, bus_bits, flags
 _DESCRIPTOR = struct.Struct("<QQI")                # offset, size, crc32
@@ -135,6 +136,8 @@ def _layer_problem(layer: BlockSparseLayer, spec: Spec) -> str | None:
     except SpecError as exc:
         return f"does not fit the spec: {exc}"
     rows, cols = tiling.block_rows, tiling.block_cols
+    if cols > MAX_BLOCK_COLS:
+        return f"{cols} block columns; the image's 16-bit column index holds at most {MAX_BLOCK_COLS}"
     row_ptr, col_idx, tiles = layer.row_ptr, layer.col_idx, layer.tiles
     if row_ptr.shape != (rows + 1,):
         return f"row_ptr has shape {row_ptr.shape}, expected ({rows + 1},)"
@@ -213,7 +216,7 @@ def _layer_payloads(layer: BlockSparseLayer) -> list[bytes]:
     # Tiles are int8 (nnz, BR, BC), C order: byte b of a tile is element (b // BC, b % BC), and bytes
     # laid out in file order *are* the little-endian bus words of blockforge.layer.pack_tile_words.
     return [np.asarray(layer.row_ptr, "<u4").tobytes(),
-            np.asarray(layer.col_idx, "<u4").tobytes(),
+            np.asarray(layer.col_idx, "<u2").tobytes(),
             np.ascontiguousarray(layer.tiles, np.int8).tobytes(),
             np.asarray(layer.bias, "<i4").tobytes(),
             np.asarray(layer.multiplier, "<u4").tobytes(),
@@ -452,7 +455,7 @@ class _Reader:
         if nnz > n_block_rows * n_block_cols:
             raise self.fail(f"layer {name!r}: {nnz} non-zero blocks of {n_block_rows * n_block_cols}")
         with_scales = 2 + (out_features if flags & _FLAG_WEIGHT_SCALE else 0)
-        sizes = {"row_ptr": 4 * (n_block_rows + 1), "col_idx": 4 * nnz, "tiles": nnz * br * bc,
+        sizes = {"row_ptr": 4 * (n_block_rows + 1), "col_idx": 2 * nnz, "tiles": nnz * br * bc,
                  "bias": 4 * padded_out, "multiplier": 4 * padded_out, "shift": padded_out,
                  "scales": 8 * with_scales}
         blobs = {}
@@ -465,7 +468,7 @@ class _Reader:
         layer = BlockSparseLayer(
             name, out_features, in_features, br, bc,
             row_ptr=np.frombuffer(blobs["row_ptr"], "<u4").astype(np.int64),
-            col_idx=np.frombuffer(blobs["col_idx"], "<u4").astype(np.int64),
+            col_idx=np.frombuffer(blobs["col_idx"], "<u2").astype(np.int64),
             tiles=np.frombuffer(blobs["tiles"], np.int8).reshape(nnz, br, bc).copy(),
             bias=np.frombuffer(blobs["bias"], "<i4").astype(np.int64),
             multiplier=np.frombuffer(blobs["multiplier"], "<u4").astype(np.int64),

@@ -276,13 +276,17 @@ class ActivationObserver:
             index = int(np.searchsorted(cumulative, cumulative[-1] * percentile / 100.0))
             return float(min(edges[min(index, self.bins - 1)], self.max_abs))
         centers = (np.arange(self.bins) + 0.5) * self.width
-        candidates = np.minimum(edges, self.max_abs)                  # (C,)
+        counts = self.counts.astype(np.float64)
+        candidates = np.minimum(edges, self.max_abs)
         step = candidates / qmax(bits)
-        v = centers[None, :]
-        t = candidates[:, None]
-        d = step[:, None]
-        error = np.where(v > t, (v - t) ** 2, np.where(v < d / 2, v ** 2, d ** 2 / 12.0))
-        cost = error @ self.counts.astype(np.float64)
+        # cost(t) = Σ_{v>t} c·(v−t)² + Σ_{v<Δ/2} c·v² + Δ²/12 · Σ_{Δ/2≤v≤t} c, via prefix sums.
+        c0 = np.concatenate([[0.0], np.cumsum(counts)])
+        c1 = np.concatenate([[0.0], np.cumsum(counts * centers)])
+        c2 = np.concatenate([[0.0], np.cumsum(counts * centers ** 2)])
+        above = np.searchsorted(centers, candidates, side="right")      # bins [above:] are clipped
+        small = np.minimum(np.searchsorted(centers, step / 2, side="left"), above)  # bins [:small] round to 0
+        clipped = (c2[-1] - c2[above]) - 2 * candidates * (c1[-1] - c1[above]) + candidates ** 2 * (c0[-1] - c0[above])
+        cost = clipped + c2[small] + step ** 2 / 12.0 * (c0[above] - c0[small])
         return float(candidates[int(np.argmin(cost))])
 
     def scale(self, method: str = DEFAULT_CALIBRATOR, *, percentile: float = DEFAULT_PERCENTILE,

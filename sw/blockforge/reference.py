@@ -77,28 +77,35 @@ def _check_activations(layer: BlockSparseLayer, x_q: np.ndarray) -> np.ndarray:
 def accumulate_tiled(layer: BlockSparseLayer, x_q: np.ndarray) -> np.ndarray:
     """int64 accumulators (padded_out, N): bias plus one BR×BC tile product per stored tile, BCSR order.
 
-    Each block row's stored tiles are laid side by side, (BR, nnz_r·BC), against the matching
-    activation slices stacked, (nnz_r·BC, N): the same sum of tile products the engine forms. The
-    products are computed in float64 when every partial sum is provably an integer below 2**53
-    (always true for in-range int8 data, see :func:`_float64_is_exact`), otherwise in int64; either
-    way the result is exact.
+    The stored tiles of a group of block rows are placed by their (row_ptr, col_idx) into a zeroed
+    weight strip, which multiplies the zero-padded activations: each output sums exactly the products
+    of its block row's stored tiles with the matching activation slices, as the engine does (absent
+    tiles contribute zero). Products are formed in float64 when every partial sum is provably an integer
+    below 2**53 (always true for in-range int8 data, see :func:`_float64_is_exact`), otherwise in int64;
+    either way the result is exact. Strips of about 256 output channels keep the product BLAS-sized
+    without materializing the whole dense matrix.
     """
     x = _check_activations(layer, x_q)
     br, bc, n = layer.block_rows, layer.block_cols, x.shape[1]
     dtype = np.float64 if _float64_is_exact(layer, x) else np.int64
     x_padded = np.zeros((layer.padded_in, n), dtype=dtype)
     x_padded[: layer.in_features] = x
-    x_blocks = x_padded.reshape(layer.n_block_cols, bc, n)      # (block_cols, BC, N)
-    tiles = layer.tiles.astype(dtype)
     acc = np.zeros((layer.padded_out, n), dtype=np.int64)
-    for r in range(layer.n_block_rows):
-        lo, hi = int(layer.row_ptr[r]), int(layer.row_ptr[r + 1])
+    rows_per_strip = max(1, _STRIP_CHANNELS // br)
+    row_of_tile = np.repeat(np.arange(layer.n_block_rows), layer.nnz_per_row())
+    for first in range(0, layer.n_block_rows, rows_per_strip):
+        last = min(first + rows_per_strip, layer.n_block_rows)
+        lo, hi = int(layer.row_ptr[first]), int(layer.row_ptr[last])
         if lo == hi:
             continue
-        row_weights = tiles[lo:hi].transpose(1, 0, 2).reshape(br, (hi - lo) * bc)
-        row_inputs = x_blocks[layer.col_idx[lo:hi]].reshape((hi - lo) * bc, n)
-        acc[r * br:(r + 1) * br] = row_weights @ row_inputs
+        strip = np.zeros((last - first, layer.n_block_cols, br, bc), dtype=dtype)
+        strip[row_of_tile[lo:hi] - first, layer.col_idx[lo:hi]] = layer.tiles[lo:hi]
+        strip = strip.transpose(0, 2, 1, 3).reshape((last - first) * br, layer.padded_in)
+        acc[first * br:last * br] = strip @ x_padded
     return acc + layer.bias.reshape(-1, 1)
+
+
+_STRIP_CHANNELS = 256
 
 
 def _float64_is_exact(layer: BlockSparseLayer, x: np.ndarray) -> bool:

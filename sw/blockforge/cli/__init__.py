@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "spec",
     "demo",
     "prune",
+    "image",
     "hw",
 )
 

@@ -1,0 +1,153 @@
+"""``blockforge export`` (quantize a Hugging Face model into a ``.bfim`` image) and ``blockforge inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_SPEC = "tile8"
+DEFAULT_CALIB = 256
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    export = subparsers.add_parser(
+        "export", help="quantize a (pruned or dense) Hugging Face model to int8 and write a .bfim image",
+        description="Calibrate activation scales on real text, quantize every prunable linear of the encoder "
+                    "to int8 block-sparse form for the spec, and write the weight image atomically. "
+                    "All-zero blocks are not stored.")
+    export.add_argument("--model", default="default",
+                        help="model folder (e.g. the output of `blockforge prune`), or 'default' (all-MiniLM-L6-v2)")
+    export.add_argument("--spec", default=DEFAULT_SPEC, help=f"spec name or YAML path (default {DEFAULT_SPEC})")
+    export.add_argument("-o", "--output", required=True, type=Path, help="the .bfim file to write")
+    export.add_argument("--calib", type=int, default=DEFAULT_CALIB, metavar="N",
+                        help=f"calibration examples from the task's train split (default {DEFAULT_CALIB})")
+    export.add_argument("--calibrator", default=None, choices=("mse", "percentile", "max"),
+                        help="activation-scale calibrator (default: mse; see docs/numerics.md)")
+    export.add_argument("--percentile", type=float, default=None, help="percentile for --calibrator percentile")
+    export.add_argument("--task", default="default",
+                        help="where calibration text comes from: 'default' (tweets) or '<glue task>:DIR'")
+    export.add_argument("--max-length", type=int, default=64, help="tokens per example (default 64)")
+    export.add_argument("--batch-size", type=int, default=32, help="calibration batch size (default 32)")
+    export.add_argument("--manifest", type=Path, default=None, help="also write a JSON manifest here")
+    export.add_argument("--hex", type=Path, default=None, metavar="DIR",
+                        help="also write $readmemh files for the RTL memories, one folder per layer")
+    export.set_defaults(handler=_export)
+
+    inspect = subparsers.add_parser("inspect", help="describe a .bfim image: layers, sparsity, bytes, compression")
+    inspect.add_argument("image", type=Path, help="a .bfim file")
+    inspect.add_argument("--spec", default=None, help="also check that the image was built for this spec")
+    inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    inspect.set_defaults(handler=_inspect)
+
+
+def _positive(value: int, flag: str) -> None:
+    from ..errors import UsageError
+
+    if value <= 0:
+        raise UsageError(f"{flag} must be a positive integer, got {value}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from ..errors import UsageError
+    from ..image import read_image, write_image, write_manifest
+    from ..quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE
+    from ..spec import load_spec
+
+    for value, flag in ((args.calib, "--calib"), (args.max_length, "--max-length"), (args.batch_size, "--batch-size")):
+        _positive(value, flag)
+    calibrator = args.calibrator or DEFAULT_CALIBRATOR
+    if args.percentile is not None and calibrator != "percentile":
+        raise UsageError("--percentile only applies to --calibrator percentile")
+    percentile = args.percentile if args.percentile is not None else DEFAULT_PERCENTILE
+    if not 0 < percentile <= 100:
+        raise UsageError(f"--percentile must be in (0, 100], got {percentile}")
+    spec = load_spec(args.spec)
+    if args.output.is_dir():
+        raise UsageError(f"{args.output}: is a directory; give the .bfim file to write")
+    if not args.output.parent.exists():
+        raise UsageError(f"{args.output.parent}: no such directory")
+
+    started = time.perf_counter()
+    import torch
+
+    from ..data import load_task
+    from ..models import load_model, load_tokenizer, resolve_model
+    from ..prune.training import tokenize
+    from ..qmodel import quantize_model
+
+    task = load_task(args.task)
+    loaded = load_model(args.model, labels=task.labels)
+    tokenizer = load_tokenizer(args.model)
+    examples = task.train[: args.calib]
+    split = tokenize(tokenizer, examples, args.max_length)
+    order = sorted(range(len(split)), key=lambda i: len(split.features[i]["input_ids"]))
+    batches = (split.collate(order[i:i + args.batch_size], task.is_regression)
+               for i in range(0, len(order), args.batch_size))
+    with torch.no_grad():
+        quantized = quantize_model(loaded.model, spec, batches, calibrator=calibrator, percentile=percentile)
+    metadata = {
+        "model": str(args.model),
+        "model_path": resolve_model(args.model),
+        "model_type": getattr(loaded.model.config, "model_type", None),
+        "task": task.name,
+        "calibration_examples": len(examples),
+        "max_length": args.max_length,
+        "calibrator": calibrator,
+        "percentile": percentile if calibrator == "percentile" else None,
+        "roles": quantized.roles,
+        "calibration": {name: {k: v for k, v in d.items() if k != "role"}
+                        for name, d in quantized.calibration["layers"].items()},
+    }
+    path = write_image(args.output, quantized.layers, spec, metadata)
+    image = read_image(path, spec)
+    if args.manifest is not None:
+        write_manifest(args.manifest, image)
+    hex_dirs = 0
+    if args.hex is not None:
+        try:
+            from ..hexfiles import write_hex
+        except ImportError:
+            raise UsageError("--hex: this build has no blockforge.hexfiles (the engine's memory layout)") from None
+        for layer in image.layers:
+            write_hex(layer, spec, args.hex / layer.name)
+            hex_dirs += 1
+    nnz = sum(layer.nnz_blocks for layer in image.layers)
+    total = sum(layer.total_blocks for layer in image.layers)
+    dense_int8 = sum(layer.out_features * layer.in_features for layer in image.layers)
+    print(f"wrote {path}: {len(image.layers)} layers, {nnz}/{total} blocks stored "
+          f"({1 - nnz / total:.1%} block sparsity), {image.file_size:,} bytes "
+          f"({4 * dense_int8 / image.file_size:.2f}x smaller than dense fp32, "
+          f"{dense_int8 / image.file_size:.2f}x than dense int8); calibrator {calibrator} on {len(examples)} "
+          f"examples; {time.perf_counter() - started:.1f} s")
+    if args.hex is not None:
+        print(f"hex files for {hex_dirs} layers under {args.hex}")
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from ..image import manifest, read_image
+
+    image = read_image(args.image, args.spec)
+    data = manifest(image)
+    if args.json:
+        json.dump(data, sys.stdout, sort_keys=True)
+        sys.stdout.write("\n")
+        return
+    totals = data["totals"]
+    spec = data["spec"]
+    print(f"{args.image}: bfim v{data['format_version']}, {data['file_bytes']:,} bytes, spec {spec['name']} "
+          f"({spec['block'][0]}x{spec['block'][1]} blocks, {spec['weight_bus_bits']}-bit bus, "
+          f"digest {spec['digest'][:12]})")
+    width = max([len(entry["name"]) for entry in data["layers"]] + [5])
+    print(f"{'layer':<{width}}  {'shape':>11}  {'blocks':>13}  {'sparsity':>8}  {'bytes':>10}  {'s_x':>9}  {'s_y':>9}")
+    for entry in data["layers"]:
+        shape = f"{entry['out_features']}x{entry['in_features']}"
+        blocks = f"{entry['nnz_blocks']}/{entry['total_blocks']}"
+        print(f"{entry['name']:<{width}}  {shape:>11}  {blocks:>13}  {entry['block_sparsity']:>8.1%}  "
+              f"{entry['bytes']['total']:>10,}  {entry['scale_in']:>9.3g}  {entry['scale_out']:>9.3g}")
+    print(f"total: {totals['layers']} layers, {totals['nnz_blocks']}/{totals['total_blocks']} blocks "
+          f"({totals['block_sparsity']:.1%} block sparsity); image {data['file_bytes']:,} bytes vs dense fp32 "
+          f"{totals['dense_fp32_bytes']:,} ({totals['compression_vs_fp32']:.2f}x) and dense int8 "
+          f"{totals['dense_int8_bytes']:,} ({totals['compression_vs_int8']:.2f}x)")
