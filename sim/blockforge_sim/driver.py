@@ -1,0 +1,42 @@
+"""Driver: puts transactions on the simulation top's control interface (clock, reset, reload, start).
+
+Inputs are driven on the falling edge so the design samples them cleanly at the next rising edge.
+"""
+
+from __future__ import annotations
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge
+
+CLOCK_NS = 10
+
+
+class EngineDriver:
+    def __init__(self, dut):
+        self.dut = dut
+
+    def start_clock(self) -> None:
+        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
+
+    async def reset(self, cycles: int = 3) -> None:
+        self.dut.start.value = 0
+        self.dut.reload.value = 0
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, cycles)
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+    async def reload(self) -> None:
+        """Re-read every memory from the hex files (the sim top's ``reload`` pulse)."""
+        await FallingEdge(self.dut.clk)
+        self.dut.reload.value = 1
+        await FallingEdge(self.dut.clk)
+        self.dut.reload.value = 0
+
+    async def start(self) -> None:
+        """One-cycle ``start`` pulse: the engine reads its config and runs the layer."""
+        await FallingEdge(self.dut.clk)
+        self.dut.start.value = 1
+        await FallingEdge(self.dut.clk)
+        self.dut.start.value = 0

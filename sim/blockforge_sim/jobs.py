@@ -1,0 +1,88 @@
+"""What the host asks of a simulation, and what comes back — plain JSON on both sides.
+
+A :class:`Session` is one simulator process for one spec; it runs :class:`LayerJob` s in order
+(one layer of a real ``.bfim`` image on one block of ≤ max_tokens activation columns each) and writes
+one :class:`JobResult` per job. The host (:mod:`.session`) writes the session file, the cocotb bench
+(:mod:`.tb_engine`) reads it, so both sides share these definitions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    """Run ``layer`` of ``image`` on the int8 activations in ``x`` (a .npy of shape (in, N))."""
+
+    job_id: str
+    image: str
+    layer: str
+    x: str
+    check_cycles: bool = True   # compare the cycle counter with the estimator (only without stalls)
+
+
+@dataclass(frozen=True)
+class Session:
+    spec: str                   # spec file path (or shipped name)
+    jobs: tuple[LayerJob, ...]
+    hexdir: str                 # where the bench writes the $readmemh files before each job
+    results: str                # JSON file the bench writes
+    seed: int = 1
+    stall_weights: int = 0      # stall probability on the weight read path, in 256ths
+    stall_out: int = 0          # stall probability on the output ready, in 256ths
+    max_report: int = 5         # mismatching elements listed per job
+
+    def save(self, path: Path) -> Path:
+        data = asdict(self)
+        data["jobs"] = [asdict(j) for j in self.jobs]
+        Path(path).write_text(json.dumps(data, indent=1))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Session":
+        data = json.loads(Path(path).read_text())
+        data["jobs"] = tuple(LayerJob(**j) for j in data["jobs"])
+        return cls(**data)
+
+    @property
+    def stalls(self) -> bool:
+        return bool(self.stall_weights or self.stall_out)
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    layer: str
+    n_tokens: int
+    elements: int               # output elements compared
+    mismatches: int
+    cycles: int                 # the engine's cycle counter
+    estimated_cycles: int       # blockforge.estimate for the same layer and N
+    status: int
+    status_names: list[str]
+    timed_out: bool
+    macs: int                   # MACs the engine performed (non-zero tiles only)
+    first_mismatches: list[dict[str, Any]] = field(default_factory=list)
+    sim_seconds: float = 0.0    # wall time of this job inside the simulator process
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0 and self.status == 0 and not self.timed_out
+
+    def describe_mismatches(self, seed: int) -> str:
+        shown = "; ".join(f"y[{m['channel']},{m['token']}] expected {m['expected']} got {m['got']}"
+                          for m in self.first_mismatches)
+        return (f"{self.layer} (job {self.job_id}, seed {seed}): {self.mismatches} of {self.elements} outputs "
+                f"differ from blockforge.reference: {shown}")
+
+
+def save_results(path: str | Path, results: list[JobResult]) -> None:
+    Path(path).write_text(json.dumps([asdict(r) for r in results], indent=1))
+
+
+def load_results(path: str | Path) -> list[JobResult]:
+    return [JobResult(**r) for r in json.loads(Path(path).read_text())]

@@ -1,0 +1,35 @@
+"""Monitor: waits, without touching every cycle from Python, for the engine to finish, then samples
+its control outputs. The output stream itself is captured by the simulation top into ``out_mem`` and
+dumped with ``$writememh`` when ``done`` rises; the checker reads that file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
+
+
+@dataclass(frozen=True)
+class Completion:
+    cycles: int
+    status: int
+    out_count: int
+    timed_out: bool
+
+
+class CompletionMonitor:
+    def __init__(self, dut, clock_ns: int):
+        self.dut = dut
+        self.clock_ns = clock_ns
+
+    async def wait_done(self, timeout_cycles: int) -> Completion:
+        dut = self.dut
+        # A Timer, not ClockCycles: ClockCycles wakes Python on every edge and slows the run ~30x.
+        timer = Timer(timeout_cycles * self.clock_ns, unit="ns")
+        fired = await First(RisingEdge(dut.done), timer)
+        timed_out = fired is timer
+        # Two more edges: the top dumps the outputs on the edge after done rises.
+        await ClockCycles(dut.clk, 2)
+        await FallingEdge(dut.clk)
+        return Completion(int(dut.cycles.value), int(dut.status.value), int(dut.out_count.value), timed_out)

@@ -1,0 +1,198 @@
+"""Host side of RTL simulation: build the engine's Verilog once per spec and simulator, then run layer
+jobs through the cocotb bench (:mod:`.tb_engine`) and read back results and outputs.
+
+    rtl = RtlSimulator("tile8", work_dir="build/rtl")
+    run = rtl.run_layers(image_path, [("bert.encoder.layer.0.attention.self.query", x_q)])
+    run.results[0].mismatches  # 0
+
+Build products, hex files and waves live under ``work_dir`` (default ``build/rtl``), never in the
+source tree. A build is reused while the generated Verilog is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from blockforge.hexfiles import read_outputs
+from blockforge.image import read_image, write_image
+from blockforge.layer import BlockSparseLayer
+from blockforge.spec import Spec, load_spec
+from blockforge_hw.verilog import SIM_TOP_MODULE, write_verilog
+
+from . import runner
+from .jobs import JobResult, LayerJob, Session, load_results
+
+TEST_MODULE = "blockforge_sim.tb_engine"
+
+
+@dataclass
+class SessionRun:
+    """The outcome of one simulator process: per-job results and the RTL outputs of finished jobs."""
+
+    results: list[JobResult]
+    outputs: dict[str, np.ndarray]
+    wall_seconds: float
+    seed: int
+    waves: Path | None = None
+    log: Path | None = None
+
+    @property
+    def mismatches(self) -> int:
+        return sum(r.mismatches for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def cycles(self) -> int:
+        return sum(r.cycles for r in self.results)
+
+
+class RtlSimulator:
+    """One compiled simulation of ``bf_sim_top`` for ``spec`` on ``simulator``."""
+
+    def __init__(self, spec: Spec | str, *, simulator: str = "icarus", work_dir: str | Path = "build/rtl",
+                 waves: bool = False):
+        self.spec = load_spec(spec)
+        self.simulator = simulator
+        self.waves = waves
+        self.work_dir = Path(work_dir) / f"{self.spec.name}-{self.spec.digest[:10]}-{simulator}"
+        self._runner = None
+        self._counter = itertools.count()
+        self.build_seconds = 0.0
+
+    # ---- build ----------------------------------------------------------------------------------
+    def build(self):
+        """Generate the Verilog and compile it (skipped when an identical build exists)."""
+        if self._runner is not None:
+            return self._runner
+        runner.find_simulator(self.simulator)
+        t0 = time.perf_counter()
+        rtl_dir = self.work_dir / "rtl"
+        paths = write_verilog(self.spec, rtl_dir)
+        sources = [paths["engine"], paths["sim_top"]]
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+        digest += f"-waves={self.waves}"
+        build_dir = self.work_dir / "build"
+        stamp = build_dir / "blockforge.stamp"
+        built = runner.build(sources, SIM_TOP_MODULE, build_dir, self.simulator, waves=self.waves,
+                             reuse=stamp.exists() and stamp.read_text() == digest)
+        stamp.write_text(digest)
+        self._runner = built
+        self.build_seconds = time.perf_counter() - t0
+        return built
+
+    # ---- run --------------------------------------------------------------------------------------
+    def run_layers(self, image: str | Path, jobs: Sequence[tuple[str, np.ndarray]], *, seed: int = 1,
+                   stall_weights: int = 0, stall_out: int = 0, check_cycles: bool = True,
+                   layers: dict[str, BlockSparseLayer] | None = None) -> SessionRun:
+        """Simulate ``(layer name, x_q (in, N ≤ max_tokens))`` jobs on layers of ``image`` in one process.
+
+        Returns every job's result; raises :class:`~.runner.SimError` only if the simulation itself
+        failed to run (mismatches and error statuses are reported in the results, not raised).
+        """
+        built = self.build()
+        run_dir = self.work_dir / "runs" / f"{next(self._counter):04d}-{time.time_ns() % 10**9}"
+        hexdir = run_dir / "hex"
+        hexdir.mkdir(parents=True, exist_ok=True)
+        layer_jobs = []
+        for k, (name, x_q) in enumerate(jobs):
+            x = np.asarray(x_q)
+            if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
+                raise runner.SimError(f"{name}: activations must be a 2-D integer array, got {x.dtype} {x.shape}")
+            x_path = run_dir / f"x_{k:04d}.npy"
+            np.save(x_path, x.astype(np.int8), allow_pickle=False)
+            layer_jobs.append(LayerJob(f"{k:04d}", str(Path(image).resolve()), name, str(x_path), check_cycles))
+        session = Session(str(self.spec.source if Path(self.spec.source).is_file() else self.spec.name),
+                          tuple(layer_jobs), str(hexdir), str(run_dir / "results.json"), seed=seed,
+                          stall_weights=stall_weights, stall_out=stall_out)
+        session_path = session.save(run_dir / "session.json")
+        plusargs = [f"+hexdir={hexdir}", f"+out={hexdir / 'out.hex'}", f"+seed={seed}",
+                    f"+stall_weights={stall_weights}", f"+stall_out={stall_out}"]
+        t0 = time.perf_counter()
+        try:
+            runner.run(built, TEST_MODULE, SIM_TOP_MODULE, self.work_dir / "build", test_dir=run_dir,
+                       plusargs=plusargs, extra_env={"BF_SESSION": str(session_path)}, waves=self.waves,
+                       seed=seed)
+        except runner.SimError:
+            if not Path(session.results).exists():
+                raise
+        wall = time.perf_counter() - t0
+        results = load_results(session.results) if Path(session.results).exists() else []
+        if len(results) != len(layer_jobs):
+            raise runner.SimError(f"{self.simulator}: the bench finished {len(results)} of {len(layer_jobs)} jobs; "
+                                  f"see {run_dir / 'sim.log'}")
+        if layers is None:
+            layers = {}
+            wanted = {name for name, _ in jobs}
+            img = read_image(image, self.spec)
+            layers = {name: img.layer(name) for name in wanted}
+        outputs = {}
+        for job, result in zip(layer_jobs, results):
+            out = hexdir / f"out_{job.job_id}.hex"
+            if result.status == 0 and not result.timed_out and out.exists():
+                outputs[job.job_id] = read_outputs(out, layers[job.layer], self.spec, result.n_tokens)
+        waves = next(iter(sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd"))), None)
+        return SessionRun(results, outputs, wall, seed, waves, run_dir / "sim.log")
+
+
+@dataclass
+class RtlBackend:
+    """A ``blockforge.qmodel`` backend that computes every layer call on the RTL engine.
+
+    The layers are written once into a real ``.bfim`` image that the bench reads; each call is split
+    into blocks of at most ``max_tokens`` activation columns, all run in one simulator process.
+    Keeps per-layer statistics for reports.
+    """
+
+    rtl: RtlSimulator
+    layers: Sequence[BlockSparseLayer]
+    seed: int = 1
+    stats: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.image = self.rtl.work_dir / "backend" / "layers.bfim"
+        self.image.parent.mkdir(parents=True, exist_ok=True)
+        write_image(self.image, list(self.layers), self.rtl.spec)
+        self._by_name = {layer.name: layer for layer in self.layers}
+        self.__name__ = f"rtl_backend[{self.rtl.simulator}]"
+
+    def __call__(self, layer: BlockSparseLayer, x_q: np.ndarray) -> np.ndarray:
+        if layer.name not in self._by_name:
+            raise runner.SimError(f"{layer.name}: not one of the backend's layers")
+        n_max = self.rtl.spec.buffers.max_tokens
+        total = x_q.shape[1]
+        jobs = [(layer.name, x_q[:, lo:lo + n_max]) for lo in range(0, total, n_max)]
+        run = self.rtl.run_layers(self.image, jobs, seed=self.seed, layers=self._by_name)
+        self.stats.append({"layer": layer.name, "tokens": total, "jobs": len(jobs), "cycles": run.cycles,
+                           "estimated_cycles": sum(r.estimated_cycles for r in run.results),
+                           "mismatches": run.mismatches, "ok": run.ok, "wall_seconds": run.wall_seconds})
+        if not run.ok:
+            bad = next(r for r in run.results if not r.ok)
+            raise runner.SimError(f"RTL backend: {bad.describe_mismatches(self.seed)}; status {bad.status_names}")
+        return np.concatenate([run.outputs[r.job_id] for r in run.results], axis=1)
+
+
+def summarize(stats: Sequence[dict]) -> dict:
+    """Totals of :attr:`RtlBackend.stats`."""
+    return {
+        "layer_calls": len(stats),
+        "jobs": sum(s["jobs"] for s in stats),
+        "cycles": sum(s["cycles"] for s in stats),
+        "estimated_cycles": sum(s["estimated_cycles"] for s in stats),
+        "mismatches": sum(s["mismatches"] for s in stats),
+        "wall_seconds": round(sum(s["wall_seconds"] for s in stats), 2),
+    }
+
+
+def to_json(run: SessionRun) -> str:
+    return json.dumps({"results": [r.__dict__ for r in run.results], "wall_seconds": run.wall_seconds})

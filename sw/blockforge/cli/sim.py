@@ -1,0 +1,149 @@
+"""``blockforge sim``: run layers of a real ``.bfim`` image on the RTL engine (cocotb + Icarus/Verilator)
+and check every output against the integer reference and the cycle counter against the estimator.
+
+The RTL tooling lives in ``blockforge_sim`` (which imports the hardware package); this command imports
+it only inside its handler, so the rest of the CLI stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_WORK_DIR = Path("build/rtl")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sim", help="simulate layers of an image on the RTL engine, bit-exact checks")
+    parser.add_argument("image", type=Path, help="a .bfim weight image")
+    parser.add_argument("--spec", required=True, metavar="NAME|PATH", help="the spec the image was built for")
+    parser.add_argument("--layer", default="all", metavar="NAME|all",
+                        help="a layer name, a comma-separated list, or 'all' (default)")
+    parser.add_argument("--tokens", type=int, default=None, metavar="N",
+                        help="activation columns per layer (default: the spec's max_tokens)")
+    parser.add_argument("--activations", type=Path, default=None, metavar="NPZ",
+                        help="an .npz with one int8 (in, N) array per layer name; default: seeded random int8")
+    parser.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"))
+    parser.add_argument("--seed", type=int, default=1, help="seed of the activations and stall injectors")
+    parser.add_argument("--stall-weights", type=int, default=0, metavar="R",
+                        help="stall the weight memory with probability R/256 per cycle")
+    parser.add_argument("--stall-out", type=int, default=0, metavar="R",
+                        help="drop output ready with probability R/256 per cycle")
+    parser.add_argument("--waves", action="store_true", help="write waves (FST) and print their path")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
+                        help=f"build products, hex files and waves (default {DEFAULT_WORK_DIR})")
+    parser.add_argument("--json", action="store_true", help="one JSON object per layer, then a totals object")
+    parser.set_defaults(handler=_sim)
+
+
+def _select_layers(names: list[str], wanted: str, image: Path) -> list[str]:
+    from ..errors import UsageError
+
+    if wanted == "all":
+        return names
+    chosen = [n.strip() for n in wanted.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise UsageError(f"{image}: no layer named {unknown[0]!r} (the image has {len(names)} layers, e.g. "
+                         f"{names[0]!r})")
+    return chosen
+
+
+def _activations(args, layer, n_tokens: int, rng):
+    import numpy as np
+
+    from ..errors import UsageError
+
+    if args.activations is None:
+        return rng.integers(-128, 128, size=(layer.in_features, n_tokens), dtype=np.int64).astype(np.int8)
+    try:
+        with np.load(args.activations, allow_pickle=False) as data:
+            if layer.name not in data.files:
+                raise UsageError(f"{args.activations}: no array named {layer.name!r}")
+            x = data[layer.name]
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{args.activations}: cannot read activations: {exc}") from None
+    if x.ndim != 2 or x.shape[0] != layer.in_features or not np.issubdtype(x.dtype, np.integer):
+        raise UsageError(f"{args.activations}: {layer.name}: expected integers of shape ({layer.in_features}, N), "
+                         f"got {x.dtype} {x.shape}")
+    return x
+
+
+def _sim(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..errors import UsageError
+    from ..image import read_image
+    from ..spec import load_spec
+    from blockforge_sim.session import RtlSimulator
+
+    spec = load_spec(args.spec)
+    image = read_image(args.image, spec)
+    n_tokens = spec.buffers.max_tokens if args.tokens is None else args.tokens
+    if not 1 <= n_tokens <= spec.buffers.max_tokens:
+        raise UsageError(f"--tokens must be in [1, {spec.buffers.max_tokens}] (buffers.max_tokens of {spec.name}), "
+                         f"got {n_tokens}")
+    for flag, value in (("--stall-weights", args.stall_weights), ("--stall-out", args.stall_out)):
+        if not 0 <= value <= 255:
+            raise UsageError(f"{flag} must be in [0, 255], got {value}")
+    names = _select_layers(image.layer_names(), args.layer, args.image)
+    rtl = RtlSimulator(spec, simulator=args.simulator, work_dir=args.work_dir, waves=args.waves)
+    rtl.build()
+    rng = np.random.default_rng(args.seed)
+    stalls = bool(args.stall_weights or args.stall_out)
+    rows, failed = [], 0
+    bar = tqdm(names, desc=f"RTL {args.simulator}", unit="layer", disable=args.json or not sys.stderr.isatty())
+    if not args.json:
+        print(f"{'layer':<48} {'N':>3} {'mismatch':>8} {'RTL cycles':>11} {'estimate':>10} {'MACs':>12} "
+              f"{'util':>6} {'wall s':>7} {'cycles/s':>9}")
+    for name in bar:
+        layer = image.layer(name)
+        x = _activations(args, layer, n_tokens, rng)
+        if not 1 <= x.shape[1] <= spec.buffers.max_tokens:
+            raise UsageError(f"{args.activations}: {name}: N = {x.shape[1]} is outside [1, {spec.buffers.max_tokens}]")
+        run = rtl.run_layers(args.image, [(name, x)], seed=args.seed, stall_weights=args.stall_weights,
+                             stall_out=args.stall_out, check_cycles=not stalls, layers={name: layer})
+        r = run.results[0]
+        row = {
+            "layer": name, "n_tokens": r.n_tokens, "elements": r.elements, "mismatches": r.mismatches,
+            "rtl_cycles": r.cycles, "estimated_cycles": r.estimated_cycles,
+            "cycles_equal": r.cycles == r.estimated_cycles, "macs": r.macs,
+            "utilization": r.macs / (r.cycles * spec.macs_per_cycle) if r.cycles else 0.0,
+            "status": r.status_names, "timed_out": r.timed_out, "wall_seconds": round(run.wall_seconds, 3),
+            "sim_cycles_per_second": round(r.cycles / r.sim_seconds) if r.sim_seconds else None,
+            "seed": args.seed, "simulator": args.simulator,
+            "waves": str(run.waves) if run.waves else None,
+        }
+        if not r.ok:
+            failed += 1
+            row["first_mismatches"] = r.first_mismatches
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row, sort_keys=True))
+        else:
+            state = "" if r.ok else ("  TIMEOUT" if r.timed_out else f"  {','.join(r.status_names)}" if r.status
+                                      else "  MISMATCH")
+            print(f"{name:<48} {r.n_tokens:>3} {r.mismatches:>8} {r.cycles:>11,} {r.estimated_cycles:>10,} "
+                  f"{r.macs:>12,} {row['utilization']:>6.1%} {run.wall_seconds:>7.1f} "
+                  f"{row['sim_cycles_per_second'] or 0:>9,}{state}")
+            if not r.ok and r.first_mismatches:
+                print("  " + r.describe_mismatches(args.seed))
+            if run.waves:
+                print(f"  waves: {run.waves}")
+    totals = {
+        "layers": len(rows), "failed_layers": failed, "elements": sum(r["elements"] for r in rows),
+        "mismatches": sum(r["mismatches"] for r in rows), "rtl_cycles": sum(r["rtl_cycles"] for r in rows),
+        "estimated_cycles": sum(r["estimated_cycles"] for r in rows),
+        "layers_cycles_equal": sum(r["cycles_equal"] for r in rows),
+        "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2), "build_seconds": round(rtl.build_seconds, 2),
+    }
+    if args.json:
+        print(json.dumps({"totals": totals}, sort_keys=True))
+    else:
+        print(f"total: {totals['layers']} layers, {totals['elements']:,} outputs, {totals['mismatches']} mismatches, "
+              f"RTL {totals['rtl_cycles']:,} cycles, estimate {totals['estimated_cycles']:,} "
+              f"({totals['layers_cycles_equal']}/{totals['layers']} layers equal), {totals['wall_seconds']:.1f} s")
+    return 1 if failed else 0

@@ -1,0 +1,191 @@
+"""Real cosimulation: the Amaranth engine's Verilog under cocotb checks bit-exact against
+blockforge.reference and cycle-exact against blockforge.estimate, on real .bfim images.
+
+Default tier: a handful of small layers on Icarus (the simulator CI runs). ``slow``: the randomized
+regression over every shipped spec, sparsities, token counts, rounding modes and stall patterns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from blockforge.cli import main
+from blockforge.image import write_image
+from blockforge.layer import BlockSparseLayer
+from blockforge.spec import load_spec, spec_from_dict
+from blockforge_sim import runner
+from blockforge_sim.session import RtlSimulator
+
+pytestmark = pytest.mark.cosim
+
+
+def random_layer(spec, name, out_features, in_features, density, rng, *, empty_rows=(), big_bias=False):
+    """A seeded random int8 layer with block density ``density`` (optionally some empty block rows)."""
+    br, bc = spec.block.rows, spec.block.cols
+    t = spec.tiling(out_features, in_features)
+    keep = rng.random((t.block_rows, t.block_cols)) < density
+    for r in empty_rows:
+        keep[r] = False
+    mask = np.kron(keep, np.ones((br, bc), dtype=bool))[:out_features, :in_features]
+    weight = np.where(mask, rng.integers(-127, 128, (out_features, in_features)), 0).astype(np.int8)
+    bias_range = spec.bias_limit if big_bias else 20_000
+    bias = rng.integers(-bias_range, bias_range + 1, out_features)
+    multiplier = rng.integers(1 << (spec.numerics.multiplier_bits - 1), 1 << spec.numerics.multiplier_bits,
+                              out_features)
+    shift = rng.integers(12, 26, out_features)
+    return BlockSparseLayer.from_dense(name, weight, bias, multiplier, shift, spec, scale_in=0.05, scale_out=0.1,
+                                       weight_scale=np.full(out_features, 0.01))
+
+
+def run_cases(tmp_path, spec, cases, *, simulator="icarus", seed=1, stall_weights=0, stall_out=0):
+    """Write the case layers into one image and run them all in one simulator process."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    image = tmp_path / f"{spec.name}.bfim"
+    write_image(image, [layer for layer, _ in cases], spec)
+    rtl = RtlSimulator(spec, simulator=simulator, work_dir=tmp_path / "rtl")
+    jobs = [(layer.name, x) for layer, x in cases]
+    run = rtl.run_layers(image, jobs, seed=seed, stall_weights=stall_weights, stall_out=stall_out,
+                         layers={layer.name: layer for layer, _ in cases})
+    return run
+
+
+def activations(rng, layer, n_tokens):
+    return rng.integers(-128, 128, (layer.in_features, n_tokens)).astype(np.int8)
+
+
+def test_small_layers_bit_exact_and_cycle_exact_on_icarus(tmp_path):
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(7)
+    layers = [
+        (random_layer(spec, "dense", 16, 16, 1.0, rng), 1),
+        (random_layer(spec, "half_padded", 30, 44, 0.5, rng), 5),           # padding on both axes
+        (random_layer(spec, "empty_rows", 32, 24, 0.7, rng, empty_rows=(0, 2)), 8),
+        (random_layer(spec, "all_pruned", 16, 16, 0.0, rng), 3),           # bias-only outputs
+        (random_layer(spec, "max_tokens", 16, 16, 0.5, rng, big_bias=True), spec.buffers.max_tokens),
+    ]
+    cases = [(layer, activations(rng, layer, n)) for layer, n in layers]
+    run = run_cases(tmp_path, spec, cases)
+    for result in run.results:
+        assert result.ok, result.describe_mismatches(run.seed)
+        assert result.mismatches == 0
+        assert result.cycles == result.estimated_cycles, result.layer
+    assert [r.n_tokens for r in run.results] == [1, 5, 8, 3, 64]
+    for (layer, x), result in zip(cases, run.results):
+        from blockforge import reference
+        expected, _ = reference.linear(layer, x, spec.numerics)
+        np.testing.assert_array_equal(run.outputs[result.job_id], expected)
+
+
+def test_stalls_change_cycles_not_outputs(tmp_path):
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(11)
+    layer = random_layer(spec, "stalled", 24, 32, 0.6, rng)
+    x = activations(rng, layer, 12)
+    calm = run_cases(tmp_path / "calm", spec, [(layer, x)])
+    stalled = run_cases(tmp_path / "stalled", spec, [(layer, x)], seed=5, stall_weights=96, stall_out=96)
+    assert calm.results[0].ok and stalled.results[0].ok, stalled.results[0].describe_mismatches(5)
+    np.testing.assert_array_equal(calm.outputs["0000"], stalled.outputs["0000"])
+    assert calm.results[0].cycles == calm.results[0].estimated_cycles
+    assert stalled.results[0].cycles > calm.results[0].cycles
+
+
+def test_real_minilm_layer_pruned_to_blocks(tmp_path):
+    """A layer cut from the real default model (all-MiniLM-L6-v2), block-magnitude pruned to 75%."""
+    safetensors = pytest.importorskip("safetensors.numpy")
+    from blockforge.models import resolve_model
+    from blockforge.quant import quantize_linear
+
+    spec = load_spec("tile8")
+    path = resolve_model("default")
+    weights = safetensors.load_file(os.path.join(path, "model.safetensors"))
+    key = next(k for k in weights if k.endswith("layer.0.attention.self.query.weight"))
+    weight = weights[key].astype(np.float32)
+    bias = weights[key.replace(".weight", ".bias")].astype(np.float32)
+    blocks = weight.reshape(48, 8, 48, 8)
+    norms = np.sqrt((blocks ** 2).sum(axis=(1, 3)))
+    keep = norms >= np.quantile(norms, 0.75)
+    weight = (blocks * keep[:, None, :, None]).reshape(384, 384)
+    layer = quantize_linear("bert.encoder.layer.0.attention.self.query", weight, bias, 0.05, 0.08, spec)
+    assert layer.block_sparsity == pytest.approx(0.75, abs=1 / 2304)
+    rng = np.random.default_rng(3)
+    run = run_cases(tmp_path, spec, [(layer, activations(rng, layer, 8))])
+    result = run.results[0]
+    assert result.ok, result.describe_mismatches(run.seed)
+    assert result.cycles == result.estimated_cycles
+
+
+def test_sim_cli_on_an_image(tmp_path, capsys):
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(5)
+    layers = [random_layer(spec, "enc.0.q", 16, 24, 0.5, rng), random_layer(spec, "enc.0.o", 24, 16, 0.5, rng)]
+    image = tmp_path / "tiny.bfim"
+    write_image(image, layers, spec)
+    status = main(["sim", str(image), "--spec", "tile8", "--tokens", "4", "--json", "--work-dir",
+                   str(tmp_path / "rtl"), "--seed", "9"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 0
+    assert [row["layer"] for row in lines[:-1]] == ["enc.0.q", "enc.0.o"]
+    assert all(row["mismatches"] == 0 and row["cycles_equal"] and row["seed"] == 9 for row in lines[:-1])
+    assert lines[-1]["totals"]["mismatches"] == 0 and lines[-1]["totals"]["layers_cycles_equal"] == 2
+
+    assert main(["sim", str(image), "--spec", "tile8", "--layer", "nope", "--work-dir", str(tmp_path / "rtl")]) == 2
+    assert "no layer named 'nope'" in capsys.readouterr().err
+    assert main(["sim", str(image), "--spec", "tile8", "--tokens", "65", "--work-dir", str(tmp_path / "rtl")]) == 2
+    assert "--tokens must be in [1, 64]" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# The randomized regression (slow): every shipped spec, sparsities 0/50/90/100%, N in {1, small, max},
+# every rounding mode, with and without stalls. Small layers keep Icarus time bounded.
+
+REGRESSION_SEEDS = (1, 2)
+
+
+def _regression_specs():
+    for name in ("tile8", "tile16", "row1x48", "row1x96"):
+        base = load_spec(name)
+        for rounding in ("half_up", "half_even", "truncate"):
+            numerics = dataclasses.replace(base.numerics, rounding=rounding, saturate=rounding != "truncate")
+            data = dataclasses.replace(base, numerics=numerics).to_dict()
+            data["name"] = f"{name}-{rounding}"
+            yield pytest.param(spec_from_dict(data), id=f"{name}-{rounding}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", list(_regression_specs()))
+@pytest.mark.parametrize("seed", REGRESSION_SEEDS)
+def test_randomized_regression(tmp_path, spec, seed):
+    rng = np.random.default_rng(seed)
+    br, bc = spec.block.rows, spec.block.cols
+    out_features, in_features = 2 * br + (br > 1) * 3, 3 * bc - 1
+    cases = []
+    for density in (1.0, 0.5, 0.1, 0.0):
+        for n_tokens in (1, 7, spec.buffers.max_tokens):
+            layer = random_layer(spec, f"d{int(density * 100)}_n{n_tokens}", out_features, in_features, density,
+                                 rng, big_bias=density == 0.5)
+            cases.append((layer, activations(rng, layer, n_tokens)))
+    stalls = {"stall_weights": 64, "stall_out": 64} if seed % 2 == 0 else {}
+    run = run_cases(tmp_path, spec, cases, seed=seed, **stalls)
+    for result in run.results:
+        assert result.ok, result.describe_mismatches(seed)
+        if not stalls:
+            assert result.cycles == result.estimated_cycles, (spec.name, result.layer, seed)
+
+
+@pytest.mark.skipif("verilator" not in runner.available_simulators(), reason="no Verilator >= 5.036 installed")
+@pytest.mark.slow
+def test_verilator_matches_icarus(tmp_path):
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(21)
+    layer = random_layer(spec, "v", 40, 48, 0.5, rng)
+    x = activations(rng, layer, 16)
+    icarus = run_cases(tmp_path / "i", spec, [(layer, x)])
+    verilator = run_cases(tmp_path / "v", spec, [(layer, x)], simulator="verilator")
+    assert icarus.results[0].ok and verilator.results[0].ok
+    np.testing.assert_array_equal(icarus.outputs["0000"], verilator.outputs["0000"])
+    assert icarus.results[0].cycles == verilator.results[0].cycles == verilator.results[0].estimated_cycles
