@@ -146,6 +146,10 @@ def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     br, nb = spec.block.rows, spec.numerics
+    if np.any(layer.shift < 0) or np.any(layer.shift >= 1 << SHIFT_BITS):
+        raise UsageError(f"{layer.name}: requantization shifts must lie in [0, {(1 << SHIFT_BITS) - 1}]")
+    if np.any(layer.multiplier < 0) or np.any(layer.multiplier >= 1 << nb.multiplier_bits):
+        raise UsageError(f"{layer.name}: multipliers must lie in [0, 2^{nb.multiplier_bits})")
     paths = {
         "weights": _write_words(out / "weights.hex", pack_tile_words(layer.tiles, spec.memory.weight_bus_bits),
                                 spec.memory.weight_bus_bits),
@@ -158,10 +162,6 @@ def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.
         "shift": _write_words(out / "shift.hex", pack_lanes(layer.shift.reshape(-1, br), SHIFT_BITS),
                               br * SHIFT_BITS),
     }
-    if np.any(layer.shift < 0) or np.any(layer.shift >= 1 << SHIFT_BITS):
-        raise UsageError(f"{layer.name}: requantization shifts must lie in [0, {(1 << SHIFT_BITS) - 1}]")
-    if np.any(layer.multiplier < 0) or np.any(layer.multiplier >= 1 << nb.multiplier_bits):
-        raise UsageError(f"{layer.name}: multipliers must lie in [0, 2^{nb.multiplier_bits})")
     if x_q is not None:
         paths["act"] = write_activations(x_q, spec, out / "act.hex", in_features=layer.in_features)
         n_tokens = np.asarray(x_q).shape[1]
