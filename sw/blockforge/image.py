@@ -158,7 +158,7 @@ def _layer_problem(layer: BlockSparseLayer, spec: Spec) -> str | None:
         row_starts[row_ptr[1:-1][row_ptr[1:-1] < nnz]] = True
         if not np.all(rises | row_starts[1:]):
             return "col_idx must be strictly increasing within each block row"
-        if not np.all(tiles.reshape(nnz, -1).any(axis=1)):
+        if not np.all(_tile_nonzero(tiles)):
             return "stores an all-zero tile (all-zero blocks must be dropped)"
         pad_out, pad_in = tiling.pad_out, tiling.pad_in
         if pad_in and np.any(tiles[layer.col_idx == cols - 1][:, :, bc - pad_in:]):
@@ -190,6 +190,19 @@ def _layer_problem(layer: BlockSparseLayer, spec: Spec) -> str | None:
         if not (np.all(np.isfinite(ws)) and np.all(ws >= 0)):
             return "weight_scale must be finite and ≥ 0"
     return None
+
+
+def _tile_nonzero(tiles: np.ndarray) -> np.ndarray:
+    """bool (nnz,): whether each tile has a non-zero weight (OR of its bytes taken as wide words)."""
+    flat = np.ascontiguousarray(tiles).reshape(len(tiles), -1).view(np.uint8)
+    for dtype in (np.uint64, np.uint32, np.uint16):
+        if flat.shape[1] % np.dtype(dtype).itemsize == 0:
+            flat = flat.view(dtype)
+            break
+    combined = flat[:, 0].copy()
+    for j in range(1, flat.shape[1]):
+        combined |= flat[:, j]
+    return combined != 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,6 +355,11 @@ class _Reader:
         self.cursor = HEADER_SIZE
         self.name_cursor = 0
 
+    def array(self, blob: memoryview, dtype) -> np.ndarray:
+        """The section as a numpy array: a view when the buffer is writable (read_image), else a copy."""
+        array = np.frombuffer(blob, dtype)
+        return array if not self.data.readonly else array.copy()
+
     def fail(self, message: str) -> ImageError:
         return ImageError(f"{self.source}: {message}")
 
@@ -354,7 +372,7 @@ class _Reader:
         end = offset + size
         if end > len(self.data):
             raise self.fail(f"truncated at offset {len(self.data)}: {where} needs bytes up to offset {end}")
-        if any(self.data[self.cursor:offset]):
+        if self.data[self.cursor:offset].tobytes() != bytes(offset - self.cursor):
             raise self.fail(f"non-zero padding at offset {self.cursor} before {where}")
         blob = self.data[offset:end]
         if zlib.crc32(blob) != crc:
@@ -403,7 +421,7 @@ class _Reader:
             raise self.fail("section 'names' holds bytes that belong to no layer")
         if len({layer.name for layer in layers}) != len(layers):
             raise self.fail("two layers have the same name")
-        if _align(self.cursor) != file_size or any(self.data[self.cursor:]):
+        if _align(self.cursor) != file_size or self.data[self.cursor:].tobytes() != bytes(file_size - self.cursor):
             raise self.fail(f"unexpected bytes after the last section (offset {self.cursor})")
         return Image(spec, tuple(layers), metadata, FORMAT_VERSION, file_size, tuple(self.sections), self.source)
 
@@ -469,12 +487,12 @@ class _Reader:
             name, out_features, in_features, br, bc,
             row_ptr=np.frombuffer(blobs["row_ptr"], "<u4").astype(np.int64),
             col_idx=np.frombuffer(blobs["col_idx"], "<u2").astype(np.int64),
-            tiles=np.frombuffer(blobs["tiles"], np.int8).reshape(nnz, br, bc).copy(),
+            tiles=self.array(blobs["tiles"], np.int8).reshape(nnz, br, bc),
             bias=np.frombuffer(blobs["bias"], "<i4").astype(np.int64),
             multiplier=np.frombuffer(blobs["multiplier"], "<u4").astype(np.int64),
             shift=np.frombuffer(blobs["shift"], "u1").astype(np.int64),
             scale_in=float(scales[0]), scale_out=float(scales[1]),
-            weight_scale=scales[2:].copy() if flags & _FLAG_WEIGHT_SCALE else None)
+            weight_scale=scales[2:] if flags & _FLAG_WEIGHT_SCALE else None)
         if int(layer.row_ptr[-1]) != nnz:
             raise self.fail(f"layer {name!r}: row_ptr ends at {int(layer.row_ptr[-1])}, the table says {nnz} blocks")
         problem = _layer_problem(layer, spec)
@@ -494,12 +512,18 @@ def decode_image(data: bytes | bytearray | memoryview, spec: Spec | str | None =
 
 
 def read_image(path: str | os.PathLike, spec: Spec | str | None = None) -> Image:
-    """Read and fully verify a ``.bfim`` file (see :func:`decode_image`)."""
+    """Read and fully verify a ``.bfim`` file (see :func:`decode_image`).
+
+    The layers' tile arrays are views into one buffer holding the file (no second copy).
+    """
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            buffer = np.empty(size, dtype=np.uint8)          # no zero-fill: readinto writes every byte
+            got = handle.readinto(memoryview(buffer))
     except OSError as exc:
         raise ImageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return decode_image(data, spec, source=str(path))
+    return decode_image(memoryview(buffer)[:got], spec, source=str(path))
 
 
 # --------------------------------------------------------------------------------------------------
