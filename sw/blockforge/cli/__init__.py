@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "image",
     "hw",
     "sim",
+    "estimate",
 )
 
 

@@ -1,0 +1,159 @@
+"""``blockforge estimate`` and ``blockforge report``: cycles, utilization and speedup from the cycle model,
+for an image or straight from a model folder, and the HTML report a user looks at."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    est = subparsers.add_parser(
+        "estimate", help="cycles, utilization and speedup of an image (or a model folder) on the engine")
+    est.add_argument("source", help="a .bfim image, a Hugging Face model folder, or 'default'")
+    est.add_argument("--spec", default=None, metavar="NAME|PATH",
+                     help="the spec (required; for a model folder the spec whose blocks are counted)")
+    est.add_argument("--tokens", type=int, default=None, metavar="N",
+                     help="activation columns per pass (default: the spec's max_tokens)")
+    est.add_argument("--sweep-spec", nargs="+", default=None, metavar="SPEC",
+                     help="compare block shapes on the same model: one line per spec (model folders only)")
+    est.add_argument("--what-if-sparsity", type=float, default=None, metavar="S",
+                     help="with --sweep-spec: first block-magnitude prune every layer to sparsity S under each "
+                          "spec's blocks (no retraining), so block shapes are compared at equal sparsity")
+    est.add_argument("--json", action="store_true", help="machine-readable output")
+    est.set_defaults(handler=_estimate)
+
+    rep = subparsers.add_parser("report", help="write an HTML report (plots embedded) and PNGs for an image")
+    rep.add_argument("image", type=Path, help="a .bfim image")
+    rep.add_argument("--spec", required=True, metavar="NAME|PATH")
+    rep.add_argument("-o", "--output", type=Path, required=True, metavar="HTML", help="report file to write")
+    rep.add_argument("--tokens", type=int, default=None, metavar="N", help="default: the spec's max_tokens")
+    rep.add_argument("--rtl", type=Path, default=None, metavar="JSONL",
+                     help="output of 'blockforge sim --json', to plot estimated vs simulated cycles")
+    rep.set_defaults(handler=_report)
+
+
+def _tokens(spec, tokens):
+    from ..errors import UsageError
+
+    n = spec.buffers.max_tokens if tokens is None else tokens
+    if not 1 <= n <= spec.buffers.max_tokens:
+        raise UsageError(f"--tokens must be in [1, {spec.buffers.max_tokens}] (buffers.max_tokens of spec "
+                         f"{spec.name}), got {n}")
+    return n
+
+
+def _is_image(source: str) -> bool:
+    path = Path(source)
+    return path.is_file()
+
+
+def model_weights(source: str) -> list[tuple[str, "object"]]:
+    """(name, float weight (out, in)) of every prunable linear of a model folder (or 'default')."""
+    from ..models import load_model
+    from ..prune.roles import find_prunable_linears
+
+    loaded = load_model(source, labels=None, num_labels=2)
+    return [(p.name, p.module.weight.detach().float().cpu().numpy()) for p in find_prunable_linears(loaded.model)]
+
+
+def _magnitude_prune(weight, spec, sparsity: float, name: str):
+    import numpy as np
+
+    t = spec.tiling(*weight.shape, layer=name)
+    br, bc = spec.block.rows, spec.block.cols
+    padded = np.zeros((t.padded_out, t.padded_in), dtype=np.float32)
+    padded[: weight.shape[0], : weight.shape[1]] = weight
+    blocks = padded.reshape(t.block_rows, br, t.block_cols, bc)
+    norms = np.sqrt((blocks ** 2).sum(axis=(1, 3))).reshape(-1)
+    n_prune = int(round(sparsity * norms.size))
+    keep = np.ones(norms.size, dtype=bool)
+    keep[np.argsort(norms, kind="stable")[:n_prune]] = False
+    blocks = blocks * keep.reshape(t.block_rows, 1, t.block_cols, 1)
+    return blocks.reshape(t.padded_out, t.padded_in)[: weight.shape[0], : weight.shape[1]]
+
+
+def _estimate(args: argparse.Namespace) -> None:
+    from ..errors import UsageError
+    from ..image import read_image
+    from ..perf import estimate_layers, format_table, masks_from_weights
+    from ..prune.schedule import check_sparsity
+    from ..spec import load_spec
+
+    if args.sweep_spec:
+        if _is_image(args.source):
+            raise UsageError(f"{args.source}: --sweep-spec compares block shapes on a model folder; an image is "
+                             "bound to the spec it was built for")
+        if args.what_if_sparsity is not None:
+            check_sparsity(args.what_if_sparsity, "--what-if-sparsity")
+        weights = model_weights(args.source)
+        specs = [load_spec(s) for s in args.sweep_spec]
+        lines = []
+        for spec in specs:
+            named = weights if args.what_if_sparsity is None else [
+                (n, _magnitude_prune(w, spec, args.what_if_sparsity, n)) for n, w in weights]
+            totals = estimate_layers(spec, masks_from_weights(named, spec), _tokens(spec, args.tokens))["totals"]
+            lines.append(totals)
+        if args.json:
+            print(json.dumps({"source": args.source, "what_if_sparsity": args.what_if_sparsity, "specs": lines},
+                             sort_keys=True))
+            return
+        print(f"{'spec':<12} {'block':>6} {'N':>3} {'sparsity':>8} {'cycles':>12} {'dense':>12} {'speedup':>7} "
+              f"{'util':>6} {'ms':>8}")
+        for t in lines:
+            print(f"{t['spec']:<12} {t['block']:>6} {t['n_tokens']:>3} {t['block_sparsity']:>8.1%} {t['cycles']:>12,} "
+                  f"{t['dense_cycles']:>12,} {t['speedup']:>6.2f}x {t['utilization']:>6.1%} {t['time_us'] / 1e3:>8.3f}")
+        return
+    if args.spec is None:
+        raise UsageError("--spec is required")
+    if args.what_if_sparsity is not None:
+        raise UsageError("--what-if-sparsity goes with --sweep-spec")
+    spec = load_spec(args.spec)
+    n_tokens = _tokens(spec, args.tokens)
+    if _is_image(args.source):
+        layers = read_image(args.source, spec).layers
+    else:
+        layers = masks_from_weights(model_weights(args.source), spec)
+    result = estimate_layers(spec, layers, n_tokens)
+    if args.json:
+        print(json.dumps({"source": args.source, **result}, sort_keys=True))
+    else:
+        print(format_table(result))
+
+
+def read_rtl_cycles(path: Path) -> dict[str, int]:
+    """Layer → simulated cycles from the JSON lines of ``blockforge sim --json``."""
+    from ..errors import UsageError
+
+    cycles = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise UsageError(f"{path}: line {number}: not JSON") from None
+        if "layer" in row and "rtl_cycles" in row:
+            cycles[row["layer"]] = int(row["rtl_cycles"])
+    return cycles
+
+
+def _report(args: argparse.Namespace) -> None:
+    from ..image import read_image
+    from ..perf import estimate_layers
+    from ..report import write_report
+    from ..spec import load_spec
+
+    spec = load_spec(args.spec)
+    image = read_image(args.image, spec)
+    result = estimate_layers(spec, image.layers, _tokens(spec, args.tokens))
+    rtl = read_rtl_cycles(args.rtl) if args.rtl else None
+    paths = write_report(args.output, spec, image.layers, result["layers"], result["totals"], rtl_cycles=rtl,
+                         title=f"blockforge report: {args.image.name} on {spec.name}")
+    for path in paths:
+        print(path)
