@@ -31,6 +31,7 @@ from blockforge.spec import Spec
 
 from .engine import Engine
 from .layouts import STATUS_BITS, EngineGeometry
+from .netmerge import merge_partial_assigns
 from .stall_injector import DEFAULT_SEED
 
 __all__ = ["engine_verilog", "sim_top_verilog", "testbench_verilog", "write_verilog", "ENGINE_MODULE",
@@ -42,10 +43,11 @@ TESTBENCH_MODULE = "bf_tb"
 
 
 def engine_verilog(spec: Spec, **depths) -> str:
-    """The engine as Verilog (module ``bf_engine``), via Amaranth's builtin yosys."""
+    """The engine as Verilog (module ``bf_engine``), via Amaranth's builtin yosys, with sliced wire
+    assignments merged (:mod:`.netmerge`) so that Icarus does not resolve wide nets bit by bit."""
     from amaranth.back import verilog
 
-    return verilog.convert(Engine(spec, **depths), name=ENGINE_MODULE, emit_src=False)
+    return merge_partial_assigns(verilog.convert(Engine(spec, **depths), name=ENGINE_MODULE, emit_src=False))
 
 
 def sim_top_verilog(spec: Spec, **depths) -> str:
