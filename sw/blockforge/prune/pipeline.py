@@ -61,7 +61,8 @@ class PruneConfig:
     during masked retraining. zero_threshold: block norm under which a block counts as driven to zero
     by the regularizer (reported, not used for pruning). threads: torch intra-op threads (None = as is).
     checkpoint_dir: if set, the state after each phase is saved there and a rerun with the same config
-    resumes after the last finished phase.
+    resumes after the last finished phase. evaluate_dense: evaluate the dense model before pruning
+    (skip it to save time when the dense figure is known, e.g. in benchmarks sharing a dense model).
     """
 
     model: str = "default"
@@ -83,6 +84,7 @@ class PruneConfig:
     threads: int | None = None
     progress: bool = True
     checkpoint_dir: str | None = None
+    evaluate_dense: bool = True
 
     def __post_init__(self) -> None:
         check_sparsity(self.sparsity)
@@ -199,7 +201,9 @@ def prune_model(config: PruneConfig) -> PruneResult:
     resumed = checkpoint.load(model) if checkpoint else None
     done_phases = set(resumed["phases_done"]) if resumed else set()
     if resumed:
-        report.update({k: v for k, v in resumed["report"].items() if k in ("phases", "metrics", "bsp")})
+        report.update({k: v for k, v in resumed["report"].items()
+                       if k in ("phases", "metrics", "bsp", "below_threshold_before_prune")})
+        report["resumed_after"] = resumed["phases_done"][-1]
 
     model = accelerator.prepare(model)
     unwrapped = accelerator.unwrap_model(model)
@@ -228,7 +232,8 @@ def prune_model(config: PruneConfig) -> PruneResult:
                                          else "dense_epochs is 0"}
         else:
             train("dense", 1, sched.dense_epochs, sched.learning_rate, constant=False)
-        evaluate("dense")
+        if config.evaluate_dense:
+            evaluate("dense")
     if resumed and resumed["magnitude_masks"]:
         magnitude_masks = resumed["magnitude_masks"]
     else:
@@ -253,6 +258,8 @@ def prune_model(config: PruneConfig) -> PruneResult:
     # (3) hard prune
     if "prune" not in done_phases:
         norms = {layer.name: block_norms(layer.weight.detach(), layer.layout) for layer in layers}
+        below = sum(int((n < config.zero_threshold).sum()) for n in norms.values())
+        report["below_threshold_before_prune"] = below / sum(n.numel() for n in norms.values())
         block_masks = hard_prune(layers, ratios, norms)
         evaluate("after_prune")
         if checkpoint:
@@ -380,7 +387,7 @@ class _Checkpoints:
         self.dir = Path(config.checkpoint_dir)
         self.accelerator = accelerator
         fields_ = config.to_dict()
-        for volatile in ("progress", "checkpoint_dir", "threads"):
+        for volatile in ("progress", "checkpoint_dir", "threads", "evaluate_dense"):
             fields_.pop(volatile)
         self.fingerprint = hashlib.sha256(json.dumps(fields_, sort_keys=True, default=str).encode()).hexdigest()
 
