@@ -189,3 +189,24 @@ def test_verilator_matches_icarus(tmp_path):
     assert icarus.results[0].ok and verilator.results[0].ok
     np.testing.assert_array_equal(icarus.outputs["0000"], verilator.outputs["0000"])
     assert icarus.results[0].cycles == verilator.results[0].cycles == verilator.results[0].estimated_cycles
+
+
+def test_back_to_back_layers_without_reset(tmp_path):
+    """The bench resets the engine once per session: the same layer twice, then other layers, each
+    started right after the previous one's done, must all be bit-exact and cycle-exact."""
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(21)
+    a = random_layer(spec, "a", 32, 48, 0.6, rng)
+    b = random_layer(spec, "b", 24, 32, 0.4, rng, empty_rows=(1,))
+    xa, xb = activations(rng, a, 16), activations(rng, b, 9)
+    jobs = [(a, xa), (a, xa), (b, xb), (a, xa)]
+    image = tmp_path / "two.bfim"
+    write_image(image, [a, b], spec)
+    rtl = RtlSimulator(spec, work_dir=tmp_path / "rtl")
+    run = rtl.run_layers(image, [(layer.name, x) for layer, x in jobs], layers={"a": a, "b": b})
+    from blockforge import reference
+    for (layer, x), result in zip(jobs, run.results):
+        assert result.ok and result.mismatches == 0, result.describe_mismatches(run.seed)
+        assert result.cycles == result.estimated_cycles, f"job {result.job_id}: {result.cycles} cycles"
+        expected, _ = reference.linear(layer, x, spec.numerics)
+        np.testing.assert_array_equal(run.outputs[result.job_id], expected)

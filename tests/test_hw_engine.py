@@ -10,7 +10,7 @@ from blockforge.estimate import layer_cycles
 from blockforge.reference import linear
 from blockforge_hw.engine import Engine
 from blockforge_hw.layouts import STATUS_BITS
-from blockforge_hw.simulate import run_layer
+from blockforge_hw.simulate import run_layer, run_layers
 from blockforge_hw.testing import random_activations, random_layer, small_spec
 
 
@@ -113,3 +113,49 @@ def test_constructor_rejects_what_the_spec_cannot_take():
         Engine(spec, index_depth=0)
     with pytest.raises(ValueError, match="Spec"):
         Engine("tile8")
+
+
+# ---- restart without reset ---------------------------------------------------------------------------
+# One engine, reset once, runs several layers back to back (memories and config rewritten between runs,
+# as the Verilog top's reload does). Each run must be exact and take exactly the estimated cycles: no
+# state of one run (e.g. weight words requested while idle) may leak into the next.
+
+def check_runs(spec, jobs, seed, **kw):
+    results = run_layers(spec, jobs, **kw)
+    for k, ((layer, x), result) in enumerate(zip(jobs, results)):
+        where = f"seed {seed}, run {k} ({layer.name})"
+        assert not result.timed_out and result.status == 0, f"{where}: status {result.status_names}"
+        expected, _ = linear(layer, x, spec.numerics)
+        assert np.array_equal(result.y, expected), \
+            f"{where}: {int((result.y != expected).sum())} outputs differ from the reference"
+        cycles = layer_cycles(spec, layer.nnz_per_row(), x.shape[1])
+        assert result.cycles == cycles, f"{where}: engine {result.cycles} cycles, estimate {cycles}"
+    return results
+
+
+@pytest.mark.parametrize("latency", [1, 2, 3])
+def test_back_to_back_runs_without_reset(latency):
+    seed = 600 + latency
+    rng = np.random.default_rng(seed)
+    spec = small_spec(2, 4, read_latency=latency)
+    a = random_layer(spec, rng, 16, 32, density=0.6, name="a")
+    b = random_layer(spec, rng, 24, 16, density=0.5, name="b")
+    empty = random_layer(spec, rng, 8, 8, density=0.0, name="empty")
+    xa, xb, xe = random_activations(rng, 32, 5), random_activations(rng, 16, 7), random_activations(rng, 8, 3)
+    check_runs(spec, [(a, xa), (a, xa), (b, xb), (empty, xe), (a, xa)], seed, gap=latency - 1)
+
+
+def test_restart_right_after_an_error_abort():
+    """A run stopped by an error while weight words are still in flight: the next start (no reset,
+    no idle gap) must not see them."""
+    rng = np.random.default_rng(610)
+    spec = small_spec(2, 4, read_latency=3)
+    layer = random_layer(spec, rng, 16, 32, density=1.0)
+    x = random_activations(rng, 32, 2)
+    bad_column = [2, layer.n_block_rows, 2, layer.nnz_blocks]
+    results = run_layers(spec, [(layer, x), (layer, x)], configs=[bad_column, None], gap=0)
+    assert results[0].status == 1 << STATUS_BITS["bad_column"]
+    assert results[1].status == 0
+    expected, _ = linear(layer, x, spec.numerics)
+    assert np.array_equal(results[1].y, expected)
+    assert results[1].cycles == layer_cycles(spec, layer.nnz_per_row(), 2)

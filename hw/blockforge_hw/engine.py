@@ -86,17 +86,28 @@ class Engine(wiring.Component):
             config_errors[STATUS_BITS["weights_overrun"]].eq(cfg.n_tiles > g.weight_depth // g.tile_words),
         ]
 
-        # ---- control: idle → run → done ---------------------------------------------------------
+        # ---- control: idle → run → (stop) → done -----------------------------------------------------
+        # The datapath idles in reset (clear), but the memory around it does not: a word requested
+        # before a run must never reach the next run's FIFO. So requests are only issued while running,
+        # and a run cut short by an error waits (stopping) until its requested words have arrived and
+        # been dropped before it reports done and accepts the next start.
         running = Signal()
+        stopping = Signal()
+        busy = Signal()
         runtime_errors = Signal(8)
+        weights_in_flight = Signal(range(g.read_latency + 2))    # accepted, word not yet returned
+        request_accepted = Signal()
         m.d.comb += [
             runtime_errors[STATUS_BITS["index_overrun"]].eq(fetch.index_overrun),
             runtime_errors[STATUS_BITS["bad_column"]].eq(fetch.bad_column),
             runtime_errors[STATUS_BITS["tile_overrun"]].eq(fetch.tile_overrun),
-            self.ctrl.busy.eq(running),
+            busy.eq(running | stopping),
+            self.ctrl.busy.eq(busy),
+            request_accepted.eq(self.weight_req.valid & self.weight_req.ready),
         ]
+        m.d.sync += weights_in_flight.eq(weights_in_flight + request_accepted - self.weight_resp.valid)
         m.d.comb += clear.eq(~running)      # the datapath idles in reset
-        with m.If(self.ctrl.start & ~running):
+        with m.If(self.ctrl.start & ~busy):
             m.d.sync += [
                 n_tokens.eq(cfg.n_tokens), n_block_rows.eq(cfg.n_block_rows),
                 n_block_cols.eq(cfg.n_block_cols), n_tiles.eq(cfg.n_tiles),
@@ -106,9 +117,11 @@ class Engine(wiring.Component):
         with m.Elif(running):
             m.d.sync += self.ctrl.cycles.eq(self.ctrl.cycles + 1)
             with m.If(runtime_errors != 0):
-                m.d.sync += [running.eq(0), self.ctrl.done.eq(1), self.ctrl.status.eq(runtime_errors)]
+                m.d.sync += [running.eq(0), stopping.eq(1), self.ctrl.status.eq(runtime_errors)]
             with m.Elif(drain.finished):
                 m.d.sync += [running.eq(0), self.ctrl.done.eq(1)]
+        with m.Elif(stopping & (weights_in_flight == 0)):
+            m.d.sync += [stopping.eq(0), self.ctrl.done.eq(1)]
 
         # ---- two-bank rule ------------------------------------------------------------------------
         rows_in_flight = Signal(range(3))
@@ -125,8 +138,12 @@ class Engine(wiring.Component):
             drain.n_tokens.eq(run_tokens), drain.n_block_rows.eq(n_block_rows),
         ]
         connect(m, wiring.flipped(self.index), fetch.index)
-        connect(m, wiring.flipped(self.weight_req), fetch.weight_req)
         connect(m, wiring.flipped(self.weight_resp), fetch.weight_resp)
+        m.d.comb += [
+            self.weight_req.payload.eq(fetch.weight_req.payload),
+            self.weight_req.valid.eq(fetch.weight_req.valid & running),
+            fetch.weight_req.ready.eq(self.weight_req.ready & running),
+        ]
         connect(m, fetch.jobs, mac.jobs)
         connect(m, wiring.flipped(self.act), mac.act)
         connect(m, mac.partials, bank.partials)

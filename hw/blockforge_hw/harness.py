@@ -56,8 +56,10 @@ class Harness(Elaboratable):
     """Engine + memories. ``images`` as from :func:`harness_images` (``config`` may be overridden);
     ``weight_stall``/``out_stall`` are stall rates in 256ths, seeded by ``seed``.
 
-    Testbench-visible signals: ``start``, ``done``, ``busy``, ``status``, ``cycles``, ``out_count``;
-    the captured output words are in ``out_mem.data``.
+    Testbench-visible signals: ``start``, ``done``, ``busy``, ``status``, ``cycles``, ``out_count``,
+    ``config`` (the four config words, initialized from ``images["config"]``); the memories are
+    ``weight_mem``, ``index_mem``, ``act_mem``, ``params_mem`` (a testbench may rewrite them between
+    runs, as the Verilog top's ``reload`` does) and the captured output words are in ``out_mem.data``.
     """
 
     def __init__(self, spec: Spec, images: dict[str, list[int]], *, weight_stall: int = 0, out_stall: int = 0,
@@ -78,6 +80,15 @@ class Harness(Elaboratable):
         self.cycles = self.engine.ctrl.cycles
         self.out_count = Signal(range(self.out_depth + 1))
         self.out_mem = memory.Memory(shape=g.out_layout.size, depth=self.out_depth, init=[])
+        self.config = [Signal(32, init=word, name=f"config{i}") for i, word in enumerate(images["config"])]
+        self.index_mem = memory.Memory(shape=g.index_layout.size, depth=self.index_depth,
+                                       init=images["index"][:self.index_depth])
+        self.act_mem = memory.Memory(shape=g.act_layout.size, depth=g.max_block_cols * g.act_stride,
+                                     init=images["act"][:g.max_block_cols * g.act_stride])
+        self.params_mem = memory.Memory(shape=g.params_layout.size, depth=g.max_block_rows,
+                                        init=images["params"][:g.max_block_rows])
+        self.weight_mem = memory.Memory(shape=g.bus_bits, depth=self.weight_depth,
+                                        init=images["weights"][:self.weight_depth])
 
     def elaborate(self, platform):
         g = self.engine.geometry
@@ -91,22 +102,19 @@ class Harness(Elaboratable):
             wstall.enable.eq(self.weight_stall > 0), wstall.rate.eq(self.weight_stall),
             ostall.enable.eq(self.out_stall > 0), ostall.rate.eq(self.out_stall),
         ]
-        cfg = self.images["config"]
+        cfg = self.config
         m.d.comb += [
             e.ctrl.start.eq(self.start),
             e.config.n_tokens.eq(cfg[0]), e.config.n_block_rows.eq(cfg[1]),
             e.config.n_block_cols.eq(cfg[2]), e.config.n_tiles.eq(cfg[3]),
         ]
 
-        def rom(name, shape, depth, words):
-            mem = memory.Memory(shape=shape, depth=depth, init=words[:depth])
+        def rom(name):
+            mem = getattr(self, name)
             m.submodules[name] = mem
             return mem.read_port()
 
-        index = rom("index_mem", g.index_layout.size, self.index_depth, self.images["index"])
-        act = rom("act_mem", g.act_layout.size, g.max_block_cols * g.act_stride, self.images["act"])
-        params = rom("params_mem", g.params_layout.size, g.max_block_rows, self.images["params"])
-        weights = rom("weight_mem", g.bus_bits, self.weight_depth, self.images["weights"])
+        index, act, params, weights = (rom(name) for name in ("index_mem", "act_mem", "params_mem", "weight_mem"))
         for port, bus in ((index, e.index), (act, e.act), (params, e.params)):
             m.d.comb += [port.addr.eq(bus.addr), port.en.eq(bus.en), bus.data.eq(port.data)]
 

@@ -52,7 +52,6 @@ async def layers_match_reference(dut):
         out_path = hexdir / "out.hex"
         out_path.unlink(missing_ok=True)
         write_hex(layer, spec, hexdir, x_q)
-        await driver.reset()
         await driver.reload()
         await driver.start()
         budget = TIMEOUT_FACTOR * checker.expected_cycles(layer, x_q.shape[1]) + TIMEOUT_FLOOR
