@@ -23,15 +23,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["DEMO_SCHEDULE", "METHODS", "PruneConfig", "PruneResult", "Schedule", "evaluate", "prune_model",
-           "run_pruning", "save_pruned"]
+__all__ = ["DEMO_SCHEDULE", "METHODS", "PruneConfig", "PruneResult", "Schedule", "block_sparsity", "evaluate",
+           "load_task", "prune_model", "run_pruning", "save_pruned"]
 
 _LAZY = {"DEMO_SCHEDULE": "pipeline", "METHODS": "pipeline", "PruneConfig": "pipeline", "PruneResult": "pipeline",
          "prune_model": "pipeline", "run_pruning": "pipeline", "save_pruned": "pipeline", "Schedule": "schedule",
-         "evaluate": "evaluation"}
+         "evaluate": "evaluation", "block_sparsity": "evaluation", "load_task": "..data"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module = _LAZY[name]
+        return getattr(importlib.import_module(module if module.startswith("..") else f".{module}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

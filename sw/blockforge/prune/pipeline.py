@@ -31,9 +31,9 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
-from ..spec import Spec, load_spec
+from ..spec import load_spec
 from .criterion import block_norms
-from .masking import MaskEnforcer, hard_prune, pruned_block_counts, zero_block_counts
+from .masking import MaskEnforcer, hard_prune, lowest_blocks_mask, pruned_block_counts, zero_block_counts
 from .pattern import PrunableLayer, prunable_layers
 from .regularizer import ReweightedGroupLasso
 from .schedule import Schedule, auto_lambda, check_sparsity, load_ratios, phase_steps, resolve_ratios
@@ -330,8 +330,6 @@ def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[st
 
 def _magnitude_masks(layers: list[PrunableLayer], ratios: dict[str, float]) -> dict[str, torch.Tensor]:
     """The keep-masks plain one-shot block-magnitude pruning would choose now (weights untouched)."""
-    from .masking import lowest_blocks_mask, pruned_block_counts
-
     counts = pruned_block_counts(layers, ratios)
     return {layer.name: lowest_blocks_mask(block_norms(layer.weight.detach(), layer.layout), counts[layer.name])
             for layer in layers}
