@@ -18,12 +18,12 @@ from ..errors import BlockforgeError
 # Subcommand modules, in the order they appear in --help.
 COMMAND_MODULES = (
     "spec",
-    "demo",
     "prune",
     "image",
     "hw",
     "sim",
     "estimate",
+    "run",
 )
 
 
