@@ -210,3 +210,27 @@ def test_back_to_back_layers_without_reset(tmp_path):
         assert result.cycles == result.estimated_cycles, f"job {result.job_id}: {result.cycles} cycles"
         expected, _ = reference.linear(layer, x, spec.numerics)
         np.testing.assert_array_equal(run.outputs[result.job_id], expected)
+
+
+def test_bandwidth_limited_weight_memory_cycle_exact(tmp_path):
+    """tile8 with a 3 bytes/cycle weight memory (the sim top's token bucket, 8 words per 22 cycles):
+    outputs exact and cycles equal to the estimate, across densities, token counts and empty rows."""
+    import yaml
+
+    data = load_spec("tile8").to_dict()
+    data["memory"]["bandwidth_bytes_per_cycle"] = 3
+    data["name"] = "tile8-bw3"
+    path = tmp_path / "tile8-bw3.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = load_spec(path)
+    assert spec.tile_load_cycles == 22
+    rng = np.random.default_rng(3)
+    cases = []
+    for density, n_tokens in ((1.0, 4), (0.5, 30), (0.3, 64), (0.6, 1)):
+        layer = random_layer(spec, f"d{int(density * 100)}_n{n_tokens}", 35, 31, density, rng,
+                             empty_rows=(1,) if n_tokens == 1 else ())
+        cases.append((layer, activations(rng, layer, n_tokens)))
+    run = run_cases(tmp_path, spec, cases)
+    for result in run.results:
+        assert result.ok, result.describe_mismatches(run.seed)
+        assert result.cycles == result.estimated_cycles, (result.layer, result.cycles, result.estimated_cycles)

@@ -7,7 +7,7 @@ import pytest
 
 from blockforge.errors import UsageError
 from blockforge.estimate import dense_nnz_per_row, estimate_layer, layer_cycles, layer_schedule
-from blockforge.spec import load_spec, shipped_spec_names
+from blockforge.spec import load_spec, shipped_spec_names, spec_from_dict
 from blockforge_hw.testing import random_layer, small_spec
 
 
@@ -87,3 +87,43 @@ def test_bad_arguments():
         layer_cycles(spec, [-1], 1)
     with pytest.raises(UsageError, match="more tiles"):
         estimate_layer(spec, {"nnz_per_row": [5], "n_block_cols": 4}, 1)
+
+
+# ---- bandwidth limit ---------------------------------------------------------------------------------
+
+def _with_bandwidth(name, bandwidth):
+    data = load_spec(name).to_dict()
+    data["memory"]["bandwidth_bytes_per_cycle"] = bandwidth
+    return spec_from_dict(data, source="<bandwidth>")
+
+
+def test_word_level_fetch_model_reduces_to_the_closed_form_without_a_limit():
+    """The bandwidth-limited schedule follows every weight word; with a bucket that never refuses it must
+    give exactly the closed-form recurrence (both describe the same RTL)."""
+    from blockforge.estimate import BandwidthBucket, _schedule, _throttled_schedule
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        base = load_spec(shipped_spec_names()[trial % len(shipped_spec_names())]).to_dict()
+        base["memory"]["read_latency"] = 1 + trial % 4
+        spec = spec_from_dict(base, source="<trial>")
+        words, latency = spec.tile_words, spec.memory.read_latency
+        rows = int(rng.integers(1, 20))
+        nnz = (rng.integers(0, 6, rows) * (rng.random(rows) < 0.7)).tolist()
+        n = int(rng.integers(1, spec.buffers.max_tokens + 1))
+        unlimited = BandwidthBucket(gain=words, cost=words, capacity=2 * words - 1)
+        assert _throttled_schedule(spec, unlimited, nnz, n) == _schedule(latency, words, nnz, n), (trial, nnz, n)
+
+
+@pytest.mark.parametrize("name", ["tile8", "tile16", "row1x96"])
+def test_bandwidth_limit_costs_at_least_tile_load_per_tile(name):
+    rng = np.random.default_rng(1)
+    nnz = rng.integers(0, 8, 40)
+    n = 16
+    free = layer_cycles(load_spec(name), nnz, n)
+    previous = free
+    for bandwidth in (16, 4, 1):
+        spec = _with_bandwidth(name, bandwidth)
+        cycles = layer_cycles(spec, nnz, n)
+        assert cycles >= previous
+        assert cycles >= int(nnz.sum()) * spec.tile_load_cycles - spec.tile_load_cycles
+        previous = cycles

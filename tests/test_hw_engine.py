@@ -8,6 +8,7 @@ import pytest
 
 from blockforge.estimate import layer_cycles
 from blockforge.reference import linear
+from blockforge.spec import spec_from_dict
 from blockforge_hw.engine import Engine
 from blockforge_hw.layouts import STATUS_BITS
 from blockforge_hw.simulate import run_layer, run_layers
@@ -159,3 +160,30 @@ def test_restart_right_after_an_error_abort():
     expected, _ = linear(layer, x, spec.numerics)
     assert np.array_equal(results[1].y, expected)
     assert results[1].cycles == layer_cycles(spec, layer.nnz_per_row(), 2)
+
+
+# ---- bandwidth-limited weight memory ------------------------------------------------------------------
+
+def bandwidth_spec(rows, cols, bus_bits, latency, bandwidth):
+    data = small_spec(rows, cols, bus_bits=bus_bits, read_latency=latency).to_dict()
+    data["memory"]["bandwidth_bytes_per_cycle"] = bandwidth
+    return spec_from_dict(data, source="<bandwidth>")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_bandwidth_limited_memory_cycles_equal_estimate(seed):
+    """The harness's weight memory throttled by the spec's bandwidth (token bucket): outputs exact and
+    cycles equal to the estimate, on two back-to-back runs."""
+    rng = np.random.default_rng(700 + seed)
+    rows, cols, bus = [(2, 4, 32), (2, 4, 16), (1, 8, 16), (4, 4, 32)][seed % 4]
+    spec = bandwidth_spec(rows, cols, bus, 1 + seed % 3, [0.5, 1, 1.5, 2.5, 0.75, 1.25, 1.75, 0.6][seed])
+    assert spec.tile_load_cycles > spec.tile_words
+    out_f, in_f = int(rng.integers(4, 33)), int(rng.integers(4, 33))
+    mask = None
+    if seed % 2:        # empty rows and a sparse tail: the MAC array waits for the drain, the FIFO fills up
+        t = spec.tiling(out_f, in_f)
+        mask = rng.random((t.block_rows, t.block_cols)) < 0.7
+        mask[1::3] = False
+    layer = random_layer(spec, rng, out_f, in_f, density=float(rng.uniform(0.2, 1)), block_mask=mask)
+    x = random_activations(rng, in_f, int(rng.integers(1, 9)))
+    check_runs(spec, [(layer, x), (layer, x)], 700 + seed)

@@ -4,8 +4,9 @@ The same memories, with the same timing, as the Verilog simulation top (:mod:`.v
 activations and parameters are synchronous read-only memories; the weight memory accepts a request
 unless the weight stall injector says stall and returns the word ``read_latency`` cycles later; the
 output stream's ``ready`` is low when the output stall injector says stall; each output word is
-stored at the next address of the output memory. Contents come from :func:`harness_images`, which
-uses the same packing as :mod:`blockforge.hexfiles`.
+stored at the next address of the output memory. With ``memory.bandwidth_bytes_per_cycle`` set, a
+:class:`~.weight_throttle.WeightThrottle` limits the requests the weight memory accepts. Contents come
+from :func:`harness_images`, which uses the same packing as :mod:`blockforge.hexfiles`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import numpy as np
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import memory
 
+from blockforge.estimate import bandwidth_bucket
 from blockforge.hexfiles import (SHIFT_BITS, activation_stride, index_entries, pack_lanes)
 from blockforge.layer import BlockSparseLayer, pack_tile_words
 from blockforge.spec import Spec
 
 from .engine import Engine
 from .stall_injector import StallInjector
+from .weight_throttle import WeightThrottle
 
 __all__ = ["Harness", "harness_images"]
 
@@ -118,10 +121,18 @@ class Harness(Elaboratable):
         for port, bus in ((index, e.index), (act, e.act), (params, e.params)):
             m.d.comb += [port.addr.eq(bus.addr), port.en.eq(bus.en), bus.data.eq(port.data)]
 
-        # Weight memory: accept unless stalled, answer read_latency cycles after acceptance.
+        # Weight memory: accept unless stalled or out of bandwidth, answer read_latency cycles later.
         accept = Signal()
+        bandwidth_ok = Signal(init=1)
+        bucket = bandwidth_bucket(self.spec)
+        if bucket is not None:
+            m.submodules.weight_throttle = throttle = WeightThrottle(bucket)
+            m.d.comb += [throttle.accept.eq(accept), throttle.refill.eq(self.start & ~e.ctrl.busy),
+                         bandwidth_ok.eq(throttle.ok)]
+        else:
+            m.d.comb += bandwidth_ok.eq(1)
         m.d.comb += [
-            e.weight_req.ready.eq(~wstall.stall),
+            e.weight_req.ready.eq(~wstall.stall & bandwidth_ok),
             accept.eq(e.weight_req.valid & e.weight_req.ready),
             weights.addr.eq(e.weight_req.payload), weights.en.eq(1),
         ]

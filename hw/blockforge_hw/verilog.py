@@ -10,6 +10,10 @@
   plain ``vvp`` run without cocotb;
 - ``bf_manifest.json`` geometry, memory depths and the plusargs, for benches.
 
+With ``memory.bandwidth_bytes_per_cycle`` set, the weight memory accepts requests under the token
+bucket :class:`blockforge.estimate.BandwidthBucket` (parameters derived from the spec here), as the
+Amaranth harness's :class:`~.weight_throttle.WeightThrottle` does.
+
 A rising edge on the ``reload`` input re-reads every memory from the same files, so a bench can rewrite
 the hex files and run the next layer without recompiling or restarting the simulator.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from blockforge.estimate import bandwidth_bucket
 from blockforge.hexfiles import CONFIG_WORD_BITS
 from blockforge.spec import Spec
 
@@ -58,7 +63,11 @@ def sim_top_verilog(spec: Spec, **depths) -> str:
     lat = g.read_latency
     act_depth = g.max_block_cols * g.act_stride
     out_depth = g.max_block_rows * g.max_tokens
+    bucket = bandwidth_bucket(spec)
     return _SIM_TOP.format(
+        bw_limit=int(bucket is not None), bw_gain=bucket.gain if bucket else 1,
+        bw_cost=bucket.cost if bucket else 1, bw_capacity=bucket.capacity if bucket else 1,
+        bw_bits=(bucket.capacity + bucket.gain).bit_length() if bucket else 1,
         name=SIM_TOP_MODULE, engine=ENGINE_MODULE, spec=spec.name, digest=spec.digest[:16],
         weight_depth=g.weight_depth, index_depth=g.index_depth, act_depth=act_depth,
         param_depth=g.max_block_rows, out_depth=out_depth, bus=g.bus_bits, index_bits=g.index_layout.size,
@@ -146,6 +155,11 @@ module {name} (
     parameter PARAM_DEPTH = {param_depth};
     parameter OUT_DEPTH = {out_depth};
     parameter READ_LATENCY = {lat};
+    // Weight bandwidth (blockforge.estimate.BandwidthBucket): BW_GAIN units per cycle, BW_COST per word.
+    parameter BW_LIMIT = {bw_limit};
+    parameter BW_GAIN = {bw_gain};
+    parameter BW_COST = {bw_cost};
+    parameter BW_CAPACITY = {bw_capacity};
 
     reg [{bus}-1:0] weight_mem [0:WEIGHT_DEPTH-1];
     reg [{index_bits}-1:0] index_mem [0:INDEX_DEPTH-1];
@@ -227,8 +241,18 @@ module {name} (
         if (params_en) params_q <= {{shift_mem[params_addr], multiplier_mem[params_addr], bias_mem[params_addr]}};
     end
 
-    // Weight memory: accepts unless stalled, answers READ_LATENCY cycles after acceptance.
-    assign weight_req_ready = !stall_w;
+    // Weight bandwidth: a token bucket, full at each start; a word is accepted only while it holds BW_COST.
+    reg [{bw_bits}-1:0] bw_credit;
+    wire [{bw_bits}:0] bw_after = bw_credit + BW_GAIN - ((weight_req_valid && weight_req_ready) ? BW_COST : 0);
+    wire bw_ok = !BW_LIMIT || bw_credit >= BW_COST;
+    initial bw_credit = BW_CAPACITY;
+    always @(posedge clk) begin
+        if (rst || (start && !busy)) bw_credit <= BW_CAPACITY;
+        else bw_credit <= (bw_after > BW_CAPACITY) ? BW_CAPACITY : bw_after;
+    end
+
+    // Weight memory: accepts unless stalled or out of bandwidth, answers READ_LATENCY cycles after acceptance.
+    assign weight_req_ready = !stall_w && bw_ok;
     reg weight_valid [1:READ_LATENCY];
     reg [{bus}-1:0] weight_data [1:READ_LATENCY];
     integer k;

@@ -13,13 +13,16 @@ The engine's schedule (docs/engine.md "Schedule" derives every constant below fr
 - Two accumulator banks: row q's first job waits for D_{q−2} + N (row q−2 drained).
 - The count ends with the last output's handshake: cycles = D_{R−1} + N + 3.
 
-With ``memory.bandwidth_bytes_per_cycle`` below the bus width, W is replaced by
-``spec.tile_load_cycles`` — a model of a throttled memory, not an RTL equality (the simulated memory
-serves one word per cycle). numpy only; no torch, no amaranth.
+With ``memory.bandwidth_bytes_per_cycle`` below the bus width the simulated memory accepts words under
+the token bucket :class:`BandwidthBucket` (tile_load_cycles per tile), and the schedule follows the
+weight words one by one through the fetch: still the exact RTL cycle count (docs/engine.md
+"Bandwidth limit"). numpy only; no torch, no amaranth.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -27,7 +30,8 @@ import numpy as np
 from .errors import UsageError
 from .spec import Spec
 
-__all__ = ["layer_cycles", "layer_schedule", "estimate_layer", "dense_nnz_per_row"]
+__all__ = ["layer_cycles", "layer_schedule", "estimate_layer", "dense_nnz_per_row", "BandwidthBucket",
+           "bandwidth_bucket"]
 
 
 def _check_tokens(spec: Spec, n_tokens: int) -> int:
@@ -38,6 +42,40 @@ def _check_tokens(spec: Spec, n_tokens: int) -> int:
     return int(n_tokens)
 
 
+@dataclass(frozen=True)
+class BandwidthBucket:
+    """The token bucket that limits the weight memory to ``memory.bandwidth_bytes_per_cycle``.
+
+    The bandwidth is rounded down to a whole number of cycles per tile, T = ``spec.tile_load_cycles``:
+    the bucket gains ``gain`` = W (tile words) units per cycle, an accepted word costs ``cost`` = T
+    units, so at most W words pass per T cycles. It holds at most ``capacity`` = T + W − 1 units (the
+    most it reaches under continuous demand, so no credit is lost while words are wanted), is full
+    when a run starts, and a request is accepted only in a cycle in which it holds at least T.
+    The simulated memories (``blockforge_hw``'s Harness and Verilog top) implement exactly this.
+    """
+
+    gain: int
+    cost: int
+    capacity: int
+
+
+def bandwidth_bucket(spec: Spec) -> BandwidthBucket | None:
+    """The weight memory's bucket for ``spec``; None when it serves one word per cycle."""
+    words, load = spec.tile_words, spec.tile_load_cycles
+    if load <= words:
+        return None
+    return BandwidthBucket(gain=words, cost=load, capacity=load + words - 1)
+
+
+def _check_nnz(nnz_per_row) -> np.ndarray:
+    nnz = np.asarray(nnz_per_row, dtype=np.int64).reshape(-1)
+    if nnz.size == 0:
+        raise UsageError("a layer needs at least one block row")
+    if np.any(nnz < 0):
+        raise UsageError("non-zero tiles per row must be >= 0")
+    return nnz
+
+
 def layer_schedule(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> dict[str, np.ndarray | int]:
     """The engine's per-row event times (cycles after start) for one layer with no stalls.
 
@@ -45,37 +83,113 @@ def layer_schedule(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> dict[s
     "cycles": total}. Raises UsageError for a bad N or a negative tile count.
     """
     n = _check_tokens(spec, n_tokens)
-    nnz = np.asarray(nnz_per_row, dtype=np.int64).reshape(-1)
-    if nnz.size == 0:
-        raise UsageError("a layer needs at least one block row")
-    if np.any(nnz < 0):
-        raise UsageError("non-zero tiles per row must be >= 0")
-    latency = spec.memory.read_latency
-    words = spec.tile_load_cycles
+    nnz = _check_nnz(nnz_per_row)
+    bucket = bandwidth_bucket(spec)
+    if bucket is not None:
+        start, mac_end, drain = _throttled_schedule(spec, bucket, nnz.tolist(), n)
+    else:
+        start, mac_end, drain = _schedule(spec.memory.read_latency, spec.tile_words, nnz.tolist(), n)
+    return {"start": np.array(start, dtype=np.int64), "mac_end": np.array(mac_end, dtype=np.int64),
+            "drain": np.array(drain, dtype=np.int64), "cycles": drain[-1] + n + 3}
+
+
+def _schedule(latency: int, words: int, nnz: list[int], n: int) -> tuple[list[int], list[int], list[int]]:
+    """The recurrence of docs/engine.md "The cycle formula" (a memory serving one word per cycle)."""
     period = max(n, words)
-    rows = nnz.size
-    start = np.zeros(rows, dtype=np.int64)
-    mac_end = np.zeros(rows, dtype=np.int64)
-    drain = np.zeros(rows, dtype=np.int64)
+    rows = len(nnz)
+    start = [0] * rows
+    mac_end = [0] * rows
+    drain = [0] * rows
     mac_free = 1                       # the index memory's first entry is readable in cycle 1
-    next_tile = latency + words + 1    # cycle the next tile is assembled, if it was requested in time
+    next_tile = latency + words + 1    # cycle the next tile is assembled (words are always in time)
     for q in range(rows):
         s = mac_free
         if q >= 2:
-            s = max(s, int(drain[q - 2]) + n)
-        k = int(nnz[q])
+            s = max(s, drain[q - 2] + n)
+        k = nnz[q]
         if k:
-            s = max(s, next_tile)
+            if next_tile > s:
+                s = next_tile
             last_take = s + (k - 1) * period
             next_tile = last_take + words
             mac_free = last_take + n
-            mac_end[q] = mac_free + 2
+            end = mac_free + 2
         else:
             mac_free = s + 1
-            mac_end[q] = s + 3
+            end = s + 3
         start[q] = s
-        drain[q] = mac_end[q] + 2 if q == 0 else max(int(mac_end[q]) + 2, int(drain[q - 1]) + n)
-    return {"start": start, "mac_end": mac_end, "drain": drain, "cycles": int(drain[-1]) + n + 3}
+        mac_end[q] = end
+        drain[q] = end + 2 if q == 0 else max(end + 2, drain[q - 1] + n)
+    return start, mac_end, drain
+
+
+def _throttled_schedule(spec: Spec, bucket: BandwidthBucket, nnz: list[int], n: int
+                        ) -> tuple[list[int], list[int], list[int]]:
+    """The same schedule with the weight words followed one by one through the fetch (docs/engine.md
+    "Bandwidth limit"): word k is requested from e_k = max(t_{k−1} + 1, p_{k−D} + 1) (credit: FIFO depth
+    D = W + L + 3), accepted at t_k ≥ e_k when the bucket holds ``cost``, readable at t_k + L + 1,
+    popped at p_k = max(t_k + L + 1, p_{k−1} + 1, take of the previous tile if k starts a tile);
+    a tile can be taken the cycle after its last word was popped."""
+    latency, words = spec.memory.read_latency, spec.tile_words
+    depth = words + latency + 3
+    gain, cost, capacity = bucket.gain, bucket.cost, bucket.capacity
+    pops: deque[int] = deque(maxlen=depth)   # pop cycles of the last `depth` words
+    last_accept, credit_after = -1, capacity   # bucket: full in cycle 0
+    last_pop = -1
+    prev_take = 0
+
+    def fetch_tile() -> int:
+        nonlocal last_accept, credit_after, last_pop
+        for i in range(words):
+            wanted = last_accept + 1
+            if len(pops) == depth and pops[0] + 1 > wanted:
+                wanted = pops[0] + 1
+            credit = credit_after + gain * (wanted - last_accept - 1)
+            if credit >= cost:
+                accept = wanted
+            else:
+                accept = last_accept + 1 + -(-(cost - credit_after) // gain)
+                credit = credit_after + gain * (accept - last_accept - 1)
+            credit = min(capacity, credit)
+            credit_after = min(capacity, credit + gain - cost)
+            last_accept = accept
+            pop = accept + latency + 1
+            if pop <= last_pop:
+                pop = last_pop + 1
+            if i == 0 and pop < prev_take:
+                pop = prev_take
+            pops.append(pop)
+            last_pop = pop
+        return last_pop + 1
+
+    rows = len(nnz)
+    start = [0] * rows
+    mac_end = [0] * rows
+    drain = [0] * rows
+    mac_free = 1
+    ready = fetch_tile() if any(nnz) else 0
+    for q in range(rows):
+        s = mac_free
+        if q >= 2:
+            s = max(s, drain[q - 2] + n)
+        k = nnz[q]
+        if k:
+            take = max(s, ready)
+            s = take
+            for i in range(1, k + 1):
+                prev_take = take
+                ready = fetch_tile()
+                if i < k:
+                    take = max(take + n, ready)
+            mac_free = take + n
+            end = mac_free + 2
+        else:
+            mac_free = s + 1
+            end = s + 3
+        start[q] = s
+        mac_end[q] = end
+        drain[q] = end + 2 if q == 0 else max(end + 2, drain[q - 1] + n)
+    return start, mac_end, drain
 
 
 def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
