@@ -127,3 +127,15 @@ def test_bandwidth_limit_costs_at_least_tile_load_per_tile(name):
         assert cycles >= previous
         assert cycles >= int(nnz.sum()) * spec.tile_load_cycles - spec.tile_load_cycles
         previous = cycles
+
+
+def test_fast_cycle_count_equals_the_schedule():
+    """layer_cycles (ints only, the whole-model hot path) and layer_schedule (per-row arrays) agree."""
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        base = load_spec(shipped_spec_names()[trial % len(shipped_spec_names())]).to_dict()
+        base["memory"]["read_latency"] = 1 + trial % 4
+        spec = spec_from_dict(base, source="<trial>")
+        nnz = rng.integers(0, 8, int(rng.integers(1, 30))) * (rng.random() < 0.9)
+        n = int(rng.integers(1, spec.buffers.max_tokens + 1))
+        assert layer_cycles(spec, nnz, n) == layer_schedule(spec, nnz, n)["cycles"], (trial, nnz.tolist(), n)

@@ -195,7 +195,38 @@ def _throttled_schedule(spec: Spec, bucket: BandwidthBucket, nnz: list[int], n: 
 def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
     """Exact engine cycles (start to last output handshake, no stalls) for a layer whose block rows
     hold ``nnz_per_row`` non-zero tiles, at N = ``n_tokens``."""
-    return int(layer_schedule(spec, nnz_per_row, n_tokens)["cycles"])
+    n = _check_tokens(spec, n_tokens)
+    nnz = _check_nnz(nnz_per_row)
+    bucket = bandwidth_bucket(spec)
+    if bucket is not None:
+        return _throttled_schedule(spec, bucket, nnz.tolist(), n)[2][-1] + n + 3
+    return _cycles(spec.memory.read_latency, spec.tile_words, nnz.tolist(), n)
+
+
+def _cycles(latency: int, words: int, nnz: list[int], n: int) -> int:
+    """:func:`_schedule`'s total alone, in plain ints (the hot path of whole-model estimates)."""
+    period = n if n > words else words
+    mac_free = 1
+    next_tile = latency + words + 1
+    older = -n                  # D_{q-2}: no constraint for q < 2 (mac_free >= 1 > older + n)
+    last = -n                   # D_{q-1}: no constraint for q = 0 (end + 2 >= 3 > last + n)
+    for k in nnz:
+        s = older + n
+        if s < mac_free:
+            s = mac_free
+        if k:
+            if s < next_tile:
+                s = next_tile
+            take = s + (k - 1) * period
+            next_tile = take + words
+            mac_free = take + n
+            drain = mac_free + 4
+        else:
+            mac_free = s + 1
+            drain = s + 5
+        older = last
+        last = last + n if last + n > drain else drain
+    return last + n + 3
 
 
 def dense_nnz_per_row(n_block_rows: int, n_block_cols: int) -> np.ndarray:
