@@ -89,7 +89,7 @@ def test_stalls_change_cycles_not_outputs(tmp_path):
     calm = run_cases(tmp_path / "calm", spec, [(layer, x)])
     stalled = run_cases(tmp_path / "stalled", spec, [(layer, x)], seed=5, stall_weights=96, stall_out=96)
     assert calm.results[0].ok and stalled.results[0].ok, stalled.results[0].describe_mismatches(5)
-    np.testing.assert_array_equal(calm.outputs["0000"], stalled.outputs["0000"])
+    np.testing.assert_array_equal(calm.outputs[calm.results[0].job_id], stalled.outputs[stalled.results[0].job_id])
     assert calm.results[0].cycles == calm.results[0].estimated_cycles
     assert stalled.results[0].cycles > calm.results[0].cycles
 
@@ -137,6 +137,54 @@ def test_sim_cli_on_an_image(tmp_path, capsys):
     assert "no layer named 'nope'" in capsys.readouterr().err
     assert main(["sim", str(image), "--spec", "tile8", "--tokens", "65", "--work-dir", str(tmp_path / "rtl")]) == 2
     assert "--tokens must be in [1, 64]" in capsys.readouterr().err
+
+
+def test_server_keeps_one_simulator_for_many_calls(tmp_path):
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(13)
+    layers = [random_layer(spec, f"l{i}", 16, 24, 0.6, rng) for i in range(2)]
+    image = tmp_path / "two.bfim"
+    write_image(image, layers, spec)
+    rtl = RtlSimulator(spec, work_dir=tmp_path / "rtl")
+    with rtl.serve(seed=4) as server:
+        for call in range(3):
+            jobs = [(layer.name, activations(rng, layer, 3 + call)) for layer in layers]
+            run = server.run_layers(image, jobs, layers={layer.name: layer for layer in layers})
+            for (name, x), result in zip(jobs, run.results):
+                from blockforge import reference
+                expected, _ = reference.linear(next(l for l in layers if l.name == name), x, spec.numerics)
+                assert result.ok and result.cycles == result.estimated_cycles, result.describe_mismatches(4)
+                np.testing.assert_array_equal(run.outputs[result.job_id], expected)
+    assert len(list(server.run_dir.glob("x_*.npy"))) == 0       # activations are cleaned up per call
+    with pytest.raises(runner.SimError, match="the simulation server stopped"):
+        server.run_layers(image, jobs)
+
+
+def test_rtl_backend_runs_a_tiny_encoder_with_logits_equal_to_the_integer_path(tmp_path):
+    """RTL in the loop: every prunable linear of a (tiny, random) BERT computed by the engine."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from blockforge.qmodel import integer_model, quantize_model
+    from blockforge_sim.session import RtlBackend, summarize
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32, num_labels=2)
+    model = transformers.BertForSequenceClassification(config).eval()
+    spec = load_spec("tile8")
+    g = torch.Generator().manual_seed(1)
+    batches = [{"input_ids": torch.randint(1, 100, (2, 10), generator=g),
+                "attention_mask": torch.ones(2, 10, dtype=torch.long)} for _ in range(2)]
+    quantized = quantize_model(model, spec, batches)
+    batch = {"input_ids": torch.randint(1, 100, (3, 30), generator=g), "attention_mask": torch.ones(3, 30, dtype=torch.long)}
+    rtl = RtlSimulator(spec, work_dir=tmp_path / "rtl")
+    with torch.no_grad(), RtlBackend(rtl, quantized.layers, seed=2) as backend:
+        expected = integer_model(model, quantized).forward(**batch).logits
+        got = integer_model(model, quantized, backend=backend).forward(**batch).logits
+    assert torch.equal(expected, got)
+    totals = summarize(backend.stats)
+    assert totals["layer_calls"] == 6 and totals["jobs"] == 12      # 90 tokens → two passes of ≤ 64
+    assert totals["mismatches"] == 0 and totals["cycles"] == totals["estimated_cycles"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,7 +235,7 @@ def test_verilator_matches_icarus(tmp_path):
     icarus = run_cases(tmp_path / "i", spec, [(layer, x)])
     verilator = run_cases(tmp_path / "v", spec, [(layer, x)], simulator="verilator")
     assert icarus.results[0].ok and verilator.results[0].ok
-    np.testing.assert_array_equal(icarus.outputs["0000"], verilator.outputs["0000"])
+    np.testing.assert_array_equal(icarus.outputs[icarus.results[0].job_id], verilator.outputs[verilator.results[0].job_id])
     assert icarus.results[0].cycles == verilator.results[0].cycles == verilator.results[0].estimated_cycles
 
 

@@ -336,16 +336,14 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
     for layer in layers:
         x = np.concatenate([c.x_q for c in recorder.for_layer(layer.name)], axis=1)[:, :n_tokens]
         jobs.append((layer.name, x))
-    rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl")
-    rtl.build()
-    rows = []
-    by_name = {layer.name: layer for layer in layers}
     from tqdm.auto import tqdm
 
-    group = 6
-    for start in tqdm(range(0, len(jobs), group), desc=f"RTL {simulator}", unit="group", leave=False):
-        run = rtl.run_layers(image_path, jobs[start:start + group], layers=by_name)
-        for r in run.results:
+    rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl")
+    rows = []
+    by_name = {layer.name: layer for layer in layers}
+    with rtl.serve(seed=config.seed + 1) as server:
+        for job in tqdm(jobs, desc=f"RTL {simulator}", unit="layer", leave=False):
+            r = server.run_layers(image_path, [job], layers=by_name).results[0]
             rows.append({"layer": r.layer, "n_tokens": r.n_tokens, "elements": r.elements, "mismatches": r.mismatches,
                          "rtl_cycles": r.cycles, "estimated_cycles": r.estimated_cycles,
                          "cycles_equal": r.cycles == r.estimated_cycles, "status": r.status_names,
@@ -379,8 +377,7 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     batch = split.collate(list(range(count)), task.is_regression)
     labels = batch.pop("labels")
     rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl")
-    backend = RtlBackend(rtl, layers, seed=config.seed + 1)
-    with torch.no_grad():
+    with torch.no_grad(), RtlBackend(rtl, layers, seed=config.seed + 1) as backend:
         reference_logits = integer_model(model, layers, spec)(**batch).logits
         started = time.perf_counter()
         rtl_logits = integer_model(model, layers, spec, backend=backend)(**batch).logits

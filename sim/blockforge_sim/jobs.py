@@ -35,6 +35,8 @@ class Session:
     stall_weights: int = 0      # stall probability on the weight read path, in 256ths
     stall_out: int = 0          # stall probability on the output ready, in 256ths
     max_report: int = 5         # mismatching elements listed per job
+    requests: str | None = None   # serve mode: FIFO of job lines from the host
+    responses: str | None = None  # serve mode: FIFO of result lines to the host
 
     def save(self, path: Path) -> Path:
         data = asdict(self)

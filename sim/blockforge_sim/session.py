@@ -11,9 +11,13 @@ source tree. A build is reused while the generated Verilog is unchanged.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import hashlib
 import itertools
 import json
+import os
+import select
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,28 +105,13 @@ class RtlSimulator:
         failed to run (mismatches and error statuses are reported in the results, not raised).
         """
         built = self.build()
-        run_dir = self.work_dir / "runs" / f"{next(self._counter):04d}-{time.time_ns() % 10**9}"
-        hexdir = run_dir / "hex"
-        hexdir.mkdir(parents=True, exist_ok=True)
-        layer_jobs = []
-        for k, (name, x_q) in enumerate(jobs):
-            x = np.asarray(x_q)
-            if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
-                raise runner.SimError(f"{name}: activations must be a 2-D integer array, got {x.dtype} {x.shape}")
-            x_path = run_dir / f"x_{k:04d}.npy"
-            np.save(x_path, x.astype(np.int8), allow_pickle=False)
-            layer_jobs.append(LayerJob(f"{k:04d}", str(Path(image).resolve()), name, str(x_path), check_cycles))
-        session = Session(str(self.spec.source if Path(self.spec.source).is_file() else self.spec.name),
-                          tuple(layer_jobs), str(hexdir), str(run_dir / "results.json"), seed=seed,
-                          stall_weights=stall_weights, stall_out=stall_out)
-        session_path = session.save(run_dir / "session.json")
-        plusargs = [f"+hexdir={hexdir}", f"+out={hexdir / 'out.hex'}", f"+seed={seed}",
-                    f"+stall_weights={stall_weights}", f"+stall_out={stall_out}"]
+        run_dir = self._new_run_dir()
+        layer_jobs = _prepare_jobs(run_dir, image, jobs, check_cycles)
+        session = Session(self._spec_ref(), tuple(layer_jobs), str(run_dir / "hex"), str(run_dir / "results.json"),
+                          seed=seed, stall_weights=stall_weights, stall_out=stall_out)
         t0 = time.perf_counter()
         try:
-            runner.run(built, TEST_MODULE, SIM_TOP_MODULE, self.work_dir / "build", test_dir=run_dir,
-                       plusargs=plusargs, extra_env={"BF_SESSION": str(session_path)}, waves=self.waves,
-                       seed=seed)
+            self._simulate(built, session, run_dir)
         except runner.SimError:
             if not Path(session.results).exists():
                 raise
@@ -131,18 +120,159 @@ class RtlSimulator:
         if len(results) != len(layer_jobs):
             raise runner.SimError(f"{self.simulator}: the bench finished {len(results)} of {len(layer_jobs)} jobs; "
                                   f"see {run_dir / 'sim.log'}")
-        if layers is None:
-            layers = {}
-            wanted = {name for name, _ in jobs}
-            img = read_image(image, self.spec)
-            layers = {name: img.layer(name) for name in wanted}
-        outputs = {}
-        for job, result in zip(layer_jobs, results):
-            out = hexdir / f"out_{job.job_id}.hex"
-            if result.status == 0 and not result.timed_out and out.exists():
-                outputs[job.job_id] = read_outputs(out, layers[job.layer], self.spec, result.n_tokens)
+        outputs = self._outputs(run_dir, image, layer_jobs, results, layers)
         waves = next(iter(sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd"))), None)
         return SessionRun(results, outputs, wall, seed, waves, run_dir / "sim.log")
+
+    def serve(self, *, seed: int = 1, stall_weights: int = 0, stall_out: int = 0) -> "RtlServer":
+        """A simulator process kept running for many calls (see :class:`RtlServer`)."""
+        return RtlServer(self, seed=seed, stall_weights=stall_weights, stall_out=stall_out)
+
+    # ---- shared plumbing ----------------------------------------------------------------------------
+    def _new_run_dir(self) -> Path:
+        run_dir = self.work_dir / "runs" / f"{next(self._counter):04d}-{time.time_ns() % 10**9}"
+        (run_dir / "hex").mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    def _spec_ref(self) -> str:
+        return str(self.spec.source if Path(self.spec.source).is_file() else self.spec.name)
+
+    def _simulate(self, built, session: Session, run_dir: Path) -> None:
+        hexdir = Path(session.hexdir)
+        session_path = session.save(run_dir / "session.json")
+        plusargs = [f"+hexdir={hexdir}", f"+out={hexdir / 'out.hex'}", f"+seed={session.seed}",
+                    f"+stall_weights={session.stall_weights}", f"+stall_out={session.stall_out}"]
+        runner.run(built, TEST_MODULE, SIM_TOP_MODULE, self.work_dir / "build", test_dir=run_dir,
+                   plusargs=plusargs, extra_env={"BF_SESSION": str(session_path)}, waves=self.waves,
+                   seed=session.seed)
+
+    def _outputs(self, run_dir: Path, image, layer_jobs, results, layers) -> dict[str, np.ndarray]:
+        if layers is None:
+            img = read_image(image, self.spec)
+            layers = {job.layer: img.layer(job.layer) for job in layer_jobs}
+        outputs = {}
+        for job, result in zip(layer_jobs, results):
+            out = run_dir / "hex" / f"out_{job.job_id}.hex"
+            if result.status == 0 and not result.timed_out and out.exists():
+                outputs[job.job_id] = read_outputs(out, layers[job.layer], self.spec, result.n_tokens)
+                out.unlink()
+        return outputs
+
+
+def _prepare_jobs(run_dir: Path, image, jobs, check_cycles: bool, first: int = 0) -> list[LayerJob]:
+    """Save each job's activations as .npy (no pickle) and describe it as a LayerJob."""
+    layer_jobs = []
+    for k, (name, x_q) in enumerate(jobs, first):
+        x = np.asarray(x_q)
+        if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
+            raise runner.SimError(f"{name}: activations must be a 2-D integer array, got {x.dtype} {x.shape}")
+        x_path = run_dir / f"x_{k:06d}.npy"
+        np.save(x_path, x.astype(np.int8), allow_pickle=False)
+        layer_jobs.append(LayerJob(f"{k:06d}", str(Path(image).resolve()), name, str(x_path), check_cycles))
+    return layer_jobs
+
+
+class RtlServer:
+    """One simulator process that serves layer jobs until closed — no process start per call.
+
+    Jobs go to the cocotb bench through a FIFO, one JSON line each, and results come back the same way;
+    the simulator runs in a background thread. Use as a context manager::
+
+        with rtl.serve() as server:
+            run = server.run_layers(image, [(name, x_q), ...])
+    """
+
+    POLL_SECONDS = 0.5
+
+    def __init__(self, rtl: RtlSimulator, *, seed: int, stall_weights: int, stall_out: int):
+        import threading
+
+        self.rtl = rtl
+        built = rtl.build()
+        self.run_dir = rtl._new_run_dir()
+        self.seed = seed
+        self._count = 0
+        requests, responses = self.run_dir / "requests.fifo", self.run_dir / "responses.fifo"
+        os.mkfifo(requests)
+        os.mkfifo(responses)
+        self.session = Session(rtl._spec_ref(), (), str(self.run_dir / "hex"), str(self.run_dir / "results.json"),
+                               seed=seed, stall_weights=stall_weights, stall_out=stall_out,
+                               requests=str(requests), responses=str(responses))
+        self._error: BaseException | None = None
+
+        def simulate():
+            try:
+                rtl._simulate(built, self.session, self.run_dir)
+            except BaseException as exc:  # reported to the caller by _check_alive
+                self._error = exc
+
+        self._thread = threading.Thread(target=simulate, name="blockforge-rtl-server", daemon=True)
+        self._thread.start()
+        self._requests = self._open(requests, os.O_WRONLY)
+        self._responses = os.fdopen(self._open(responses, os.O_RDONLY), "r")
+        self._requests = os.fdopen(self._requests, "w")
+
+    def _check_alive(self) -> None:
+        if not self._thread.is_alive():
+            why = f" ({self._error})" if self._error else ""
+            raise runner.SimError(f"{self.rtl.simulator}: the simulation server stopped{why}; "
+                                  f"see {self.run_dir / 'sim.log'}")
+
+    def _open(self, path: Path, flags: int) -> int:
+        """Open a FIFO end without blocking forever if the simulator never comes up."""
+        while True:
+            try:
+                fd = os.open(path, flags | os.O_NONBLOCK)
+            except OSError as exc:          # ENXIO: no reader on the other end yet
+                if exc.errno != errno.ENXIO:
+                    raise
+                self._check_alive()
+                time.sleep(0.05)
+                continue
+            os.set_blocking(fd, True)
+            return fd
+
+    def _read_line(self) -> str:
+        while True:
+            ready, _, _ = select.select([self._responses], [], [], self.POLL_SECONDS)
+            if ready:
+                line = self._responses.readline()
+                if line:
+                    return line
+            self._check_alive()
+
+    def run_layers(self, image: str | Path, jobs: Sequence[tuple[str, np.ndarray]], *, check_cycles: bool = True,
+                   layers: dict[str, BlockSparseLayer] | None = None) -> SessionRun:
+        """Like :meth:`RtlSimulator.run_layers`, on the running simulator."""
+        t0 = time.perf_counter()
+        layer_jobs = _prepare_jobs(self.run_dir, image, jobs, check_cycles, self._count)
+        self._count += len(layer_jobs)
+        results = []
+        for job in layer_jobs:
+            self._check_alive()
+            self._requests.write(json.dumps(dataclasses.asdict(job)) + "\n")
+            self._requests.flush()
+            results.append(JobResult(**json.loads(self._read_line())))
+            Path(job.x).unlink(missing_ok=True)
+        outputs = self.rtl._outputs(self.run_dir, image, layer_jobs, results, layers)
+        return SessionRun(results, outputs, time.perf_counter() - t0, self.seed, None, self.run_dir / "sim.log")
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            try:
+                self._requests.write("stop\n")
+                self._requests.flush()
+                self._requests.close()
+            except OSError:
+                pass
+            self._thread.join(timeout=60)
+        self._responses.close()
+
+    def __enter__(self) -> "RtlServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
@@ -150,8 +280,8 @@ class RtlBackend:
     """A ``blockforge.qmodel`` backend that computes every layer call on the RTL engine.
 
     The layers are written once into a real ``.bfim`` image that the bench reads; each call is split
-    into blocks of at most ``max_tokens`` activation columns, all run in one simulator process.
-    Keeps per-layer statistics for reports.
+    into blocks of at most ``max_tokens`` activation columns. One simulator process (an
+    :class:`RtlServer`) serves every call until :meth:`close`. Keeps per-layer statistics for reports.
     """
 
     rtl: RtlSimulator
@@ -164,7 +294,20 @@ class RtlBackend:
         self.image.parent.mkdir(parents=True, exist_ok=True)
         write_image(self.image, list(self.layers), self.rtl.spec)
         self._by_name = {layer.name: layer for layer in self.layers}
+        self._server: RtlServer | None = None
         self.__name__ = f"rtl_backend[{self.rtl.simulator}]"
+
+    def close(self) -> None:
+        """Stop the simulator process (started on the first call)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def __enter__(self) -> "RtlBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __call__(self, layer: BlockSparseLayer, x_q: np.ndarray) -> np.ndarray:
         if layer.name not in self._by_name:
@@ -172,7 +315,9 @@ class RtlBackend:
         n_max = self.rtl.spec.buffers.max_tokens
         total = x_q.shape[1]
         jobs = [(layer.name, x_q[:, lo:lo + n_max]) for lo in range(0, total, n_max)]
-        run = self.rtl.run_layers(self.image, jobs, seed=self.seed, layers=self._by_name)
+        if self._server is None:
+            self._server = self.rtl.serve(seed=self.seed)
+        run = self._server.run_layers(self.image, jobs, layers=self._by_name)
         self.stats.append({"layer": layer.name, "tokens": total, "jobs": len(jobs), "cycles": run.cycles,
                            "estimated_cycles": sum(r.estimated_cycles for r in run.results),
                            "mismatches": run.mismatches, "ok": run.ok, "wall_seconds": run.wall_seconds})

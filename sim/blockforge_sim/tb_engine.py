@@ -1,16 +1,22 @@
-"""The cocotb bench of the engine's simulation top: runs a session of layer jobs in one simulator
-process and checks each against the golden reference.
+"""The cocotb bench of the engine's simulation top: runs layer jobs in one simulator process and checks
+each against the golden reference.
 
 Per job, Python writes the layer's ``$readmemh`` files, pulses ``reload`` and ``start``, then waits for
 ``done`` while the simulator runs free; the checker compares the dumped outputs with
 ``blockforge.reference`` element by element and the cycle counter with ``blockforge.estimate``.
-The session file is named by the ``BF_SESSION`` environment variable (see :mod:`.session`).
+
+The session file is named by the ``BF_SESSION`` environment variable (see :mod:`.session`). A session
+either lists its jobs (batch mode: the test fails on any mismatch, error status or cycle difference)
+or names two FIFOs (serve mode: jobs arrive one JSON line at a time and each result goes back as one
+line, so a host can keep one simulator running across many layer calls; the host judges results).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cocotb
@@ -22,52 +28,91 @@ from blockforge.spec import load_spec
 
 from .checker import LayerChecker
 from .driver import CLOCK_NS, EngineDriver
-from .jobs import Session, save_results
+from .jobs import JobResult, LayerJob, Session, save_results
 from .monitor import CompletionMonitor
 
 # Cycles allowed per estimated cycle before a job counts as hung (stalls included), plus a floor.
 TIMEOUT_FACTOR = 8
 TIMEOUT_FLOOR = 20_000
+STOP = "stop"
+
+
+class Bench:
+    """Driver, monitor and checker around one simulation top; runs one job at a time."""
+
+    def __init__(self, dut, session: Session):
+        self.session = session
+        self.spec = load_spec(session.spec)
+        self.driver = EngineDriver(dut)
+        self.monitor = CompletionMonitor(dut, CLOCK_NS)
+        self.checker = LayerChecker(self.spec, session.max_report)
+        self.hexdir = Path(session.hexdir)
+        self.images: dict[str, object] = {}
+
+    async def setup(self) -> None:
+        self.driver.start_clock()
+        await self.driver.reset()
+
+    async def run(self, job: LayerJob) -> JobResult:
+        t0 = time.perf_counter()
+        if job.image not in self.images:
+            self.images[job.image] = read_image(job.image, self.spec)
+        layer = self.images[job.image].layer(job.layer)
+        x_q = np.load(job.x, allow_pickle=False)
+        out_path = self.hexdir / "out.hex"
+        out_path.unlink(missing_ok=True)
+        write_hex(layer, self.spec, self.hexdir, x_q)
+        await self.driver.reload()
+        await self.driver.start()
+        budget = TIMEOUT_FACTOR * self.checker.expected_cycles(layer, x_q.shape[1]) + TIMEOUT_FLOOR
+        done = await self.monitor.wait_done(budget)
+        result, _ = self.checker.check(job, layer, x_q, done, out_path)
+        if out_path.exists():
+            out_path.replace(self.hexdir / f"out_{job.job_id}.hex")
+        result.sim_seconds = time.perf_counter() - t0
+        return result
+
+    def failure(self, job: LayerJob, result: JobResult) -> str | None:
+        seed = self.session.seed
+        if result.timed_out or result.status:
+            state = "timed out" if result.timed_out else f"error status {', '.join(result.status_names)}"
+            return f"{job.layer} (job {job.job_id}, seed {seed}): {state}"
+        if result.mismatches:
+            return result.describe_mismatches(seed)
+        if job.check_cycles and not self.session.stalls and result.cycles != result.estimated_cycles:
+            return (f"{job.layer} (job {job.job_id}): RTL took {result.cycles} cycles, the estimator "
+                    f"says {result.estimated_cycles}")
+        return None
 
 
 @cocotb.test()
 async def layers_match_reference(dut):
     session = Session.load(os.environ["BF_SESSION"])
-    spec = load_spec(session.spec)
-    driver, monitor = EngineDriver(dut), CompletionMonitor(dut, CLOCK_NS)
-    checker = LayerChecker(spec, session.max_report)
-    hexdir = Path(session.hexdir)
-    images: dict[str, object] = {}
-    results = []
-    failures = []
-
-    driver.start_clock()
-    await driver.reset()
+    bench = Bench(dut, session)
+    await bench.setup()
+    if session.requests:
+        await _serve(bench, session)
+        return
+    results, failures = [], []
     for job in session.jobs:
-        t0 = time.perf_counter()
-        if job.image not in images:
-            images[job.image] = read_image(job.image, spec)
-        layer = images[job.image].layer(job.layer)
-        x_q = np.load(job.x, allow_pickle=False)
-        out_path = hexdir / "out.hex"
-        out_path.unlink(missing_ok=True)
-        write_hex(layer, spec, hexdir, x_q)
-        await driver.reload()
-        await driver.start()
-        budget = TIMEOUT_FACTOR * checker.expected_cycles(layer, x_q.shape[1]) + TIMEOUT_FLOOR
-        done = await monitor.wait_done(budget)
-        result, _ = checker.check(job, layer, x_q, done, out_path)
-        if out_path.exists():
-            out_path.replace(hexdir / f"out_{job.job_id}.hex")
-        result.sim_seconds = time.perf_counter() - t0
+        result = await bench.run(job)
         results.append(result)
         save_results(session.results, results)
-        if result.timed_out or result.status:
-            state = "timed out" if result.timed_out else f"error status {', '.join(result.status_names)}"
-            failures.append(f"{job.layer} (job {job.job_id}, seed {session.seed}): {state}")
-        elif result.mismatches:
-            failures.append(result.describe_mismatches(session.seed))
-        elif job.check_cycles and not session.stalls and result.cycles != result.estimated_cycles:
-            failures.append(f"{job.layer} (job {job.job_id}): RTL took {result.cycles} cycles, the estimator "
-                            f"says {result.estimated_cycles}")
+        problem = bench.failure(job, result)
+        if problem:
+            failures.append(problem)
     assert not failures, " | ".join(failures)
+
+
+async def _serve(bench: Bench, session: Session) -> None:
+    """Serve jobs from the requests FIFO until the host sends ``stop`` (or closes it)."""
+    with open(session.requests) as requests, open(session.responses, "w") as responses:
+        for line in requests:
+            line = line.strip()
+            if line == STOP:
+                break
+            if not line:
+                continue
+            result = await bench.run(LayerJob(**json.loads(line)))
+            responses.write(json.dumps(asdict(result)) + "\n")
+            responses.flush()

@@ -99,46 +99,20 @@ def _sim(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{'layer':<48} {'N':>3} {'mismatch':>8} {'RTL cycles':>11} {'estimate':>10} {'MACs':>12} "
               f"{'util':>6} {'wall s':>7} {'cycles/s':>9}")
-    for name in bar:
-        layer = image.layer(name)
-        x = _activations(args, layer, n_tokens, rng)
-        if not 1 <= x.shape[1] <= spec.buffers.max_tokens:
-            raise UsageError(f"{args.activations}: {name}: N = {x.shape[1]} is outside [1, {spec.buffers.max_tokens}]")
-        run = rtl.run_layers(args.image, [(name, x)], seed=args.seed, stall_weights=args.stall_weights,
-                             stall_out=args.stall_out, check_cycles=not stalls, layers={name: layer})
-        r = run.results[0]
-        row = {
-            "layer": name, "n_tokens": r.n_tokens, "elements": r.elements, "mismatches": r.mismatches,
-            "rtl_cycles": r.cycles, "estimated_cycles": r.estimated_cycles,
-            "cycles_equal": r.cycles == r.estimated_cycles, "macs": r.macs,
-            "utilization": r.macs / (r.cycles * spec.macs_per_cycle) if r.cycles else 0.0,
-            "status": r.status_names, "timed_out": r.timed_out, "wall_seconds": round(run.wall_seconds, 3),
-            "sim_cycles_per_second": round(r.cycles / r.sim_seconds) if r.sim_seconds else None,
-            "seed": args.seed, "simulator": args.simulator,
-            "waves": str(run.waves) if run.waves else None,
-        }
-        if not r.ok:
-            failed += 1
-            row["first_mismatches"] = r.first_mismatches
-        rows.append(row)
-        if args.json:
-            print(json.dumps(row, sort_keys=True))
-        else:
-            state = "" if r.ok else ("  TIMEOUT" if r.timed_out else f"  {','.join(r.status_names)}" if r.status
-                                      else "  MISMATCH")
-            print(f"{name:<48} {r.n_tokens:>3} {r.mismatches:>8} {r.cycles:>11,} {r.estimated_cycles:>10,} "
-                  f"{r.macs:>12,} {row['utilization']:>6.1%} {run.wall_seconds:>7.1f} "
-                  f"{row['sim_cycles_per_second'] or 0:>9,}{state}")
-            if not r.ok and r.first_mismatches:
-                print("  " + r.describe_mismatches(args.seed))
-            if run.waves:
-                print(f"  waves: {run.waves}")
+    server = rtl.serve(seed=args.seed, stall_weights=args.stall_weights, stall_out=args.stall_out)
+    try:
+        for name in bar:
+            failed += _sim_layer(args, spec, image, name, n_tokens, rng, server, stalls, rows)
+    finally:
+        server.close()
+    waves = [p for d in (server.run_dir, rtl.work_dir / "build") for p in sorted(d.glob("*.fst")) + sorted(d.glob("*.vcd"))]
     totals = {
         "layers": len(rows), "failed_layers": failed, "elements": sum(r["elements"] for r in rows),
         "mismatches": sum(r["mismatches"] for r in rows), "rtl_cycles": sum(r["rtl_cycles"] for r in rows),
         "estimated_cycles": sum(r["estimated_cycles"] for r in rows),
         "layers_cycles_equal": sum(r["cycles_equal"] for r in rows),
         "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2), "build_seconds": round(rtl.build_seconds, 2),
+        "waves": str(waves[0]) if waves else None,
     }
     if args.json:
         print(json.dumps({"totals": totals}, sort_keys=True))
@@ -146,4 +120,41 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"total: {totals['layers']} layers, {totals['elements']:,} outputs, {totals['mismatches']} mismatches, "
               f"RTL {totals['rtl_cycles']:,} cycles, estimate {totals['estimated_cycles']:,} "
               f"({totals['layers_cycles_equal']}/{totals['layers']} layers equal), {totals['wall_seconds']:.1f} s")
+        if waves:
+            print(f"waves: {waves[0]}")
     return 1 if failed else 0
+
+
+def _sim_layer(args, spec, image, name, n_tokens, rng, server, stalls, rows) -> int:
+    """Run one layer on the server, print its line, append its row; 1 if it failed."""
+    from ..errors import UsageError
+
+    layer = image.layer(name)
+    x = _activations(args, layer, n_tokens, rng)
+    if not 1 <= x.shape[1] <= spec.buffers.max_tokens:
+        raise UsageError(f"{args.activations}: {name}: N = {x.shape[1]} is outside [1, {spec.buffers.max_tokens}]")
+    run = server.run_layers(args.image, [(name, x)], check_cycles=not stalls, layers={name: layer})
+    r = run.results[0]
+    row = {
+        "layer": name, "n_tokens": r.n_tokens, "elements": r.elements, "mismatches": r.mismatches,
+        "rtl_cycles": r.cycles, "estimated_cycles": r.estimated_cycles,
+        "cycles_equal": r.cycles == r.estimated_cycles, "macs": r.macs,
+        "utilization": r.macs / (r.cycles * spec.macs_per_cycle) if r.cycles else 0.0,
+        "status": r.status_names, "timed_out": r.timed_out, "wall_seconds": round(run.wall_seconds, 3),
+        "sim_cycles_per_second": round(r.cycles / r.sim_seconds) if r.sim_seconds else None,
+        "seed": args.seed, "simulator": args.simulator,
+    }
+    if not r.ok:
+        row["first_mismatches"] = r.first_mismatches
+    rows.append(row)
+    if args.json:
+        print(json.dumps(row, sort_keys=True), flush=True)
+        return int(not r.ok)
+    state = "" if r.ok else ("  TIMEOUT" if r.timed_out else f"  {','.join(r.status_names)}" if r.status
+                              else "  MISMATCH")
+    print(f"{name:<48} {r.n_tokens:>3} {r.mismatches:>8} {r.cycles:>11,} {r.estimated_cycles:>10,} "
+          f"{r.macs:>12,} {row['utilization']:>6.1%} {run.wall_seconds:>7.1f} "
+          f"{row['sim_cycles_per_second'] or 0:>9,}{state}", flush=True)
+    if not r.ok and r.first_mismatches:
+        print("  " + r.describe_mismatches(args.seed))
+    return int(not r.ok)
