@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import yaml
 
+from blockforge.errors import SpecError
 from blockforge.hexfiles import read_outputs
 from blockforge.image import read_image, write_image
 from blockforge.layer import BlockSparseLayer
@@ -135,7 +137,18 @@ class RtlSimulator:
         return run_dir
 
     def _spec_ref(self) -> str:
-        return str(self.spec.source if Path(self.spec.source).is_file() else self.spec.name)
+        """A path or shipped name the bench can load the spec from (specs built in memory are written out)."""
+        if Path(self.spec.source).is_file():
+            return str(self.spec.source)
+        try:
+            if load_spec(self.spec.name) == self.spec:
+                return self.spec.name
+        except SpecError:
+            pass
+        path = self.work_dir / "spec.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.spec.to_dict(), sort_keys=False))
+        return str(path)
 
     def _simulate(self, built, session: Session, run_dir: Path) -> None:
         hexdir = Path(session.hexdir)
