@@ -1,0 +1,132 @@
+"""Benchmark: RTL simulation speed under cocotb, and wall time of a whole-model batch through the RTL.
+
+Prints one JSON line:
+- per simulator (Icarus always, Verilator when installed): build seconds and simulated cycles per second
+  for a 384×384 tile8 layer at 50% block sparsity, N = 32, run three times in one serving simulator
+  (hex writing, reload and checking included, so this is what a user gets);
+- ``model_batch``: wall time to run a batch of real dev sentences through the default MiniLM, block-magnitude
+  pruned to 50% under tile8 and quantized, with every prunable linear on the RTL (Verilator if installed,
+  else skipped unless --model-on-icarus), and whether the logits equal the integer PyTorch path.
+
+    .venv/bin/python bench/sim_speed.py [--examples 8] [--skip-model] [--model-on-icarus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from blockforge.image import write_image
+from blockforge.layer import BlockSparseLayer
+from blockforge.spec import load_spec
+from blockforge_sim.runner import available_simulators
+from blockforge_sim.session import RtlBackend, RtlSimulator, summarize
+
+
+def random_layer(spec, rng, out_features=384, in_features=384, density=0.5):
+    t = spec.tiling(out_features, in_features)
+    keep = rng.random((t.block_rows, t.block_cols)) < density
+    mask = np.kron(keep, np.ones((spec.block.rows, spec.block.cols), dtype=bool))
+    weight = np.where(mask, rng.integers(-127, 128, mask.shape), 0).astype(np.int8)
+    return BlockSparseLayer.from_dense("bench.layer", weight, rng.integers(-9999, 9999, out_features),
+                                       rng.integers(1 << 15, 1 << 16, out_features), rng.integers(16, 24, out_features),
+                                       spec, scale_in=0.05, scale_out=0.1, weight_scale=np.full(out_features, 0.01))
+
+
+def layer_speed(simulator: str, work: Path, repeats: int = 3) -> dict:
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(0)
+    layer = random_layer(spec, rng)
+    image = work / "layer.bfim"
+    write_image(image, [layer], spec)
+    rtl = RtlSimulator(spec, simulator=simulator, work_dir=work / "rtl")
+    t0 = time.perf_counter()
+    rtl.build()
+    build = time.perf_counter() - t0
+    cycles = seconds = 0.0
+    ok = True
+    with rtl.serve(seed=1) as server:
+        for _ in range(repeats):
+            x = rng.integers(-128, 128, (384, 32)).astype(np.int8)
+            run = server.run_layers(image, [(layer.name, x)], layers={layer.name: layer})
+            result = run.results[0]
+            ok &= result.ok and result.cycles == result.estimated_cycles
+            cycles += result.cycles
+            seconds += result.sim_seconds
+    return {"build_s": round(build, 1), "layer_cycles": int(cycles / repeats), "cycles_per_s": round(cycles / seconds),
+            "exact_and_cycle_equal": bool(ok), "block_density": round(layer.block_density, 3)}
+
+
+def model_batch(simulator: str, work: Path, examples: int) -> dict:
+    import torch
+
+    from blockforge.data import load_task
+    from blockforge.export import export_model
+    from blockforge.models import load_model, load_tokenizer
+    from blockforge.perf import block_mask_of
+    from blockforge.prune.roles import find_prunable_linears
+    from blockforge.prune.training import tokenize
+    from blockforge.qmodel import integer_model
+
+    spec = load_spec("tile8")
+    task = load_task("default", train_size=256, dev_size=examples)
+    model = load_model("default", labels=task.labels).model.eval()
+    tokenizer = load_tokenizer("default")
+    with torch.no_grad():                     # block-magnitude prune every prunable linear to 50%
+        for p in find_prunable_linears(model):
+            w = p.module.weight
+            blocks = w.reshape(w.shape[0] // 8, 8, w.shape[1] // 8, 8)
+            norms = blocks.pow(2).sum(dim=(1, 3))
+            keep = norms > norms.flatten().median()
+            w.copy_((blocks * keep[:, None, :, None]).reshape(w.shape))
+    layers = export_model(model, spec, task, tokenizer=tokenizer, calib=128).quantized.layers
+    density = float(np.mean([block_mask_of(layer.to_dense(), spec).mean() for layer in layers]))
+    split = tokenize(tokenizer, task.dev, 64)
+    batch = split.collate(list(range(len(split))), False)
+    batch.pop("labels")
+    rtl = RtlSimulator(spec, simulator=simulator, work_dir=work / "rtl")
+    rtl.build()
+    with torch.no_grad(), RtlBackend(rtl, layers) as backend:
+        expected = integer_model(model, layers, spec)(**batch).logits
+        t0 = time.perf_counter()
+        got = integer_model(model, layers, spec, backend=backend)(**batch).logits
+        wall = time.perf_counter() - t0
+    totals = summarize(backend.stats)
+    return {"simulator": simulator, "examples": examples, "tokens": int(batch["input_ids"].numel()),
+            "block_density": round(density, 3), "wall_s": round(wall, 1), "rtl_cycles": totals["cycles"],
+            "cycles_equal_estimate": totals["cycles"] == totals["estimated_cycles"],
+            "mismatches": totals["mismatches"], "logits_identical": bool(torch.equal(expected, got)),
+            "cycles_per_s": round(totals["cycles"] / wall)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=8)
+    parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--model-on-icarus", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    simulators = available_simulators()
+    out = {"bench": "sim_speed", "spec": "tile8", "layer": [384, 384], "n_tokens": 32, "simulators": simulators}
+    with tempfile.TemporaryDirectory(prefix="bf-sim-speed-") as tmp:
+        work = Path(tmp)
+        for simulator in simulators:
+            out[simulator] = layer_speed(simulator, work / simulator)
+        if not args.skip_model:
+            model_sim = "verilator" if "verilator" in simulators else ("icarus" if args.model_on_icarus else None)
+            if model_sim:
+                out["model_batch"] = model_batch(model_sim, work / f"model-{model_sim}", args.examples)
+            else:
+                out["model_batch"] = {"skipped": "Verilator not installed (pass --model-on-icarus to use Icarus)"}
+    out["goals"] = {"icarus_cycles_per_s": 20_000, "verilator_cycles_per_s": 200_000, "model_batch_wall_s": 600}
+    print(json.dumps(out, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
