@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..export import DEFAULT_CALIB
+
 DEFAULT_SPEC = "tile8"
-DEFAULT_CALIB = 256
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +53,7 @@ def _positive(value: int, flag: str) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from ..errors import UsageError
-    from ..image import read_image, write_image, write_manifest
+    from ..image import read_image, write_manifest
     from ..quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE
     from ..spec import load_spec
 
@@ -71,46 +72,21 @@ def _export(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.output.parent}: no such directory")
 
     started = time.perf_counter()
-    import torch
-
     from ..data import load_task
-    from ..models import load_model, load_tokenizer, resolve_model
-    from ..prune.training import tokenize
-    from ..qmodel import quantize_model
+    from ..export import export_model
 
     task = load_task(args.task)
-    loaded = load_model(args.model, labels=task.labels)
-    tokenizer = load_tokenizer(args.model)
-    examples = task.train[: args.calib]
-    split = tokenize(tokenizer, examples, args.max_length)
-    order = sorted(range(len(split)), key=lambda i: len(split.features[i]["input_ids"]))
-    batches = (split.collate(order[i:i + args.batch_size], task.is_regression)
-               for i in range(0, len(order), args.batch_size))
-    with torch.no_grad():
-        quantized = quantize_model(loaded.model, spec, batches, calibrator=calibrator, percentile=percentile)
-    metadata = {
-        "model": str(args.model),
-        "model_path": resolve_model(args.model),
-        "model_type": getattr(loaded.model.config, "model_type", None),
-        "task": task.name,
-        "calibration_examples": len(examples),
-        "max_length": args.max_length,
-        "calibrator": calibrator,
-        "percentile": percentile if calibrator == "percentile" else None,
-        "roles": quantized.roles,
-        "calibration": {name: {k: v for k, v in d.items() if k != "role"}
-                        for name, d in quantized.calibration["layers"].items()},
-    }
-    path = write_image(args.output, quantized.layers, spec, metadata)
+    result = export_model(args.model, spec, task, calib=args.calib, calibrator=calibrator, percentile=percentile,
+                          max_length=args.max_length, batch_size=args.batch_size, output=args.output,
+                          model_source=str(args.model))
+    path, examples = result.path, task.train[: args.calib]
     image = read_image(path, spec)
     if args.manifest is not None:
         write_manifest(args.manifest, image)
     hex_dirs = 0
     if args.hex is not None:
-        try:
-            from ..hexfiles import write_hex
-        except ImportError:
-            raise UsageError("--hex: this build has no blockforge.hexfiles (the engine's memory layout)") from None
+        from ..hexfiles import write_hex
+
         for layer in image.layers:
             write_hex(layer, spec, args.hex / layer.name)
             hex_dirs += 1
