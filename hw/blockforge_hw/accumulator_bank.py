@@ -19,7 +19,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import EngineGeometry, reject, ReadPortSignature
+from .layouts import checked_geometry, EngineGeometry, ReadPortSignature
 
 __all__ = ["AccumulatorBank"]
 
@@ -29,13 +29,7 @@ class AccumulatorBank(wiring.Component):
     ``drain`` (read port: bank·stride + token → BR accumulators)."""
 
     def __init__(self, geometry: EngineGeometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise reject(self, f"AccumulatorBank needs an EngineGeometry, not {geometry!r}")
-        try:
-            geometry.check()
-        except ValueError as exc:
-            raise reject(self, str(exc)) from None
-        self.geometry = g = geometry
+        self.geometry = g = checked_geometry(self, geometry)
         super().__init__({
             "partials": In(stream.Signature(g.partial_layout, always_ready=True)),
             "rows_done": Out(stream.Signature(g.row_done_layout, always_ready=True)),

@@ -21,7 +21,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (EngineGeometry, ReadPortSignature, reject, weight_request_signature,
+from .layouts import (checked_geometry, EngineGeometry, ReadPortSignature, weight_request_signature,
                       weight_response_signature)
 
 __all__ = ["TileFetch"]
@@ -38,13 +38,7 @@ class TileFetch(wiring.Component):
     """
 
     def __init__(self, geometry: EngineGeometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise reject(self, f"TileFetch needs an EngineGeometry, not {geometry!r}")
-        try:
-            geometry.check()
-        except ValueError as exc:
-            raise reject(self, str(exc)) from None
-        self.geometry = g = geometry
+        self.geometry = g = checked_geometry(self, geometry)
         super().__init__({
             "index": Out(ReadPortSignature(g.index_addr_bits, g.index_layout)),
             "weight_req": Out(weight_request_signature(g)),

@@ -22,7 +22,7 @@ from blockforge.spec import Spec
 
 __all__ = [
     "EngineGeometry", "reject", "ReadPortSignature", "ControlSignature", "ConfigSignature",
-    "STATUS_BITS", "status_names",
+    "STATUS_BITS", "status_names", "checked_geometry",
 ]
 
 # Status bits (docs/engine.md "Status"). A start with any of them set ends with done=1 and no hang.
@@ -46,6 +46,17 @@ def reject(component, message: str) -> ValueError:
     warning for the half-built component (it was registered before ``__init__`` ran)."""
     component._MustUse__silence = True
     return ValueError(message)
+
+
+def checked_geometry(component, geometry) -> "EngineGeometry":
+    """``geometry`` after its checks, for a component's constructor (ValueError naming the problem)."""
+    if not isinstance(geometry, EngineGeometry):
+        raise reject(component, f"{type(component).__name__} needs an EngineGeometry, not {geometry!r}")
+    try:
+        geometry.check()
+    except ValueError as exc:
+        raise reject(component, str(exc)) from None
+    return geometry
 
 
 def _positive(name: str, value) -> int:

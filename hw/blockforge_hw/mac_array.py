@@ -18,7 +18,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import EngineGeometry, reject, ReadPortSignature
+from .layouts import checked_geometry, EngineGeometry, ReadPortSignature
 
 __all__ = ["MacArray", "tree_sum"]
 
@@ -39,13 +39,7 @@ class MacArray(wiring.Component):
     backpressure), ``n_tokens`` (held while running), ``row_slot_free`` (in), ``row_start`` (out)."""
 
     def __init__(self, geometry: EngineGeometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise reject(self, f"MacArray needs an EngineGeometry, not {geometry!r}")
-        try:
-            geometry.check()
-        except ValueError as exc:
-            raise reject(self, str(exc)) from None
-        self.geometry = g = geometry
+        self.geometry = g = checked_geometry(self, geometry)
         super().__init__({
             "jobs": In(stream.Signature(g.job_layout)),
             "act": Out(ReadPortSignature(g.act_addr_bits, g.act_layout)),

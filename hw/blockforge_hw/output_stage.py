@@ -18,7 +18,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import EngineGeometry, reject, ReadPortSignature
+from .layouts import checked_geometry, EngineGeometry, ReadPortSignature
 from .requantizer import Requantizer
 
 __all__ = ["OutputStage"]
@@ -30,13 +30,7 @@ class OutputStage(wiring.Component):
     valid/ready), ``n_tokens``/``n_block_rows`` (held while running), ``row_free``, ``finished``."""
 
     def __init__(self, geometry: EngineGeometry):
-        if not isinstance(geometry, EngineGeometry):
-            raise reject(self, f"OutputStage needs an EngineGeometry, not {geometry!r}")
-        try:
-            geometry.check()
-        except ValueError as exc:
-            raise reject(self, str(exc)) from None
-        self.geometry = g = geometry
+        self.geometry = g = checked_geometry(self, geometry)
         super().__init__({
             "rows_done": In(stream.Signature(g.row_done_layout, always_ready=True)),
             "acc": Out(ReadPortSignature(g.token_bits + 1, g.acc_layout)),
