@@ -10,8 +10,8 @@ from torch import nn
 
 from blockforge.prune.criterion import block_norms
 from blockforge.prune.pattern import PrunableLayer, block_layout, to_blocks
-from blockforge.prune.regularizer import (ReweightedGroupLasso, group_lasso_gradient, group_lasso_penalty,
-                                          group_soft_threshold, reweighting_factors)
+from blockforge.prune.regularizer import (ReweightedGroupLasso, adam_block_scale, group_lasso_gradient,
+                                          group_lasso_penalty, group_soft_threshold, reweighting_factors)
 from blockforge.prune.schedule import calibrate_lambda, shrink_trajectory_end
 from blockforge.spec import load_spec
 
@@ -123,3 +123,35 @@ def test_proximal_step_is_vectorized_and_matches_a_per_block_loop():
             t = 0.02 / (blk.norm() + 1e-3)
             expected[r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = blk * max(0.0, 1 - float(t / blk.norm()))
     torch.testing.assert_close(layer.weight.detach(), expected)
+
+
+def test_adam_metric_shrinks_blocks_with_small_gradients_faster():
+    layer = _layer((16, 16))
+    opt = torch.optim.AdamW([layer.weight], lr=1e-3)
+    assert adam_block_scale(layer.weight, layer.layout, opt) is None  # no second moments yet
+    grad = torch.ones(16, 16, dtype=torch.float64)
+    grad[:8, :8] = 0.01   # block (0, 0) gets a 100x smaller gradient
+    grad[8:, 8:] = 10.0   # block (1, 1) a 10x larger one
+    layer.weight.grad = grad
+    opt.step()
+    scale = adam_block_scale(layer.weight, layer.layout, opt)
+    # d = |g| + eps after one bias-corrected step; s = median(d)/d, clamped to [0.2, 5]
+    d = torch.tensor([[0.01, 1.0], [1.0, 10.0]], dtype=torch.float64) + 1e-8
+    torch.testing.assert_close(scale, (d.median() / d).clamp(0.2, 5.0))
+    norms = block_norms(layer.weight.detach(), layer.layout).clone()
+    reg = ReweightedGroupLasso([layer], lam=0.01, epsilon=1e-3)
+    reg.proximal_step(1.0, {"l": scale})
+    shrink = norms - block_norms(layer.weight.detach(), layer.layout)
+    torch.testing.assert_close(shrink, (0.01 / (norms + 1e-3) * scale).clamp(max=norms))
+
+
+def test_cap_leaves_blocks_above_the_quantile_untouched():
+    layer = _layer((32, 32), seed=5)
+    norms = block_norms(layer.weight.detach(), layer.layout).clone()
+    reg = ReweightedGroupLasso([layer], lam=1e-3, epsilon=1e-3, cap={"l": 0.5})
+    theta = torch.quantile(norms.flatten(), 0.5)
+    assert torch.equal(reg.alpha["l"] == 0, norms > theta)
+    reg.proximal_step(1.0)
+    after = block_norms(layer.weight.detach(), layer.layout)
+    assert torch.equal(after[norms > theta], norms[norms > theta])
+    assert (after[norms <= theta] < norms[norms <= theta]).all()

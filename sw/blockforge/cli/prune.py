@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lambda", dest="lam", type=float,
                         help="group-Lasso λ for every layer (default: calibrated per layer to the target)")
     parser.add_argument("--reweight-period", type=int, help="steps between recomputing α (default 16)")
+    parser.add_argument("--plain-prox", action="store_true",
+                        help="proximal step in the plain metric instead of Adam's (see docs/pruning.md)")
     parser.add_argument("--distill", action="store_true", help="distill from the dense model during retraining")
     parser.add_argument("--train-size", type=int, help="cap on training examples")
     parser.add_argument("--dev-size", type=int, help="cap on dev examples")
@@ -72,6 +74,8 @@ def _prune(args: argparse.Namespace) -> None:
                        ("reweight_period", args.reweight_period)):
         if value is not None:
             overrides[key] = value
+    if args.plain_prox:
+        overrides["preconditioned"] = False
     config = PruneConfig(model=args.model, task=args.task, spec=args.spec, sparsity=args.sparsity,
                          method=args.method, ratios=args.ratios, schedule=Schedule(**overrides), seed=args.seed,
                          batch_size=args.batch_size, max_length=args.max_length, train_size=args.train_size,

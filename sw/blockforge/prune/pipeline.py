@@ -35,7 +35,7 @@ from ..spec import load_spec
 from .criterion import block_norms
 from .masking import MaskEnforcer, hard_prune, lowest_blocks_mask, pruned_block_counts, zero_block_counts
 from .pattern import PrunableLayer, prunable_layers
-from .regularizer import ReweightedGroupLasso
+from .regularizer import ReweightedGroupLasso, adam_block_scale
 from .schedule import Schedule, auto_lambda, check_sparsity, load_ratios, phase_steps, resolve_ratios
 
 __all__ = ["METHODS", "PruneConfig", "PruneResult", "DEMO_SCHEDULE", "prune_model", "run_pruning", "save_pruned"]
@@ -273,7 +273,7 @@ def prune_model(config: PruneConfig) -> PruneResult:
         enforcer = MaskEnforcer(layers, block_masks)
         try:
             train("retrain", 3, sched.retrain_epochs, sched.retrain_learning_rate, constant=False,
-                  after_step=lambda step, lr: enforcer.apply(), teacher=teacher)
+                  after_step=lambda step, lr, optimizer: enforcer.apply(), teacher=teacher)
         finally:
             enforcer.remove()
         evaluate("final")
@@ -298,15 +298,20 @@ def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[st
                           sched.epsilon, sched.lambda_scale)
     else:
         lam = {layer.name: (sched.lam if ratios[layer.name] > 0 else 0.0) for layer in layers}
-    regularizer = ReweightedGroupLasso(layers, lam, sched.epsilon, budget=pruned_block_counts(layers, ratios))
+    cap = (None if sched.cap_margin is None else
+           {name: ratio + sched.cap_margin * (1.0 - ratio) for name, ratio in ratios.items()})
+    regularizer = ReweightedGroupLasso(layers, lam, sched.epsilon, budget=pruned_block_counts(layers, ratios),
+                                       cap=cap)
     history = []
 
     def before_step(step: int) -> None:
         if step % sched.reweight_period == 0:
             regularizer.reweight()
 
-    def after_step(step: int, lr: float) -> None:
-        regularizer.proximal_step(lr)
+    def after_step(step: int, lr: float, optimizer) -> None:
+        scale = ({layer.name: adam_block_scale(layer.weight, layer.layout, optimizer) for layer in layers}
+                 if sched.preconditioned else None)
+        regularizer.proximal_step(lr, scale)
         if (step + 1) % max(1, steps // 8) == 0 or step + 1 == steps:
             history.append({"step": step + 1, "zero_fraction": round(regularizer.zero_block_fraction(
                 config.zero_threshold), 4), "layers_at_budget": len(regularizer.frozen)})
@@ -319,6 +324,8 @@ def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[st
         "lambda": {"mode": "auto" if sched.lam is None else "fixed", "scale": sched.lambda_scale,
                    "per_layer": {k: float(f"{v:.6g}") for k, v in lam.items()}},
         "epsilon": sched.epsilon,
+        "preconditioned": sched.preconditioned,
+        "cap_margin": sched.cap_margin,
         "reweight_period_steps": sched.reweight_period,
         "zero_threshold": config.zero_threshold,
         "below_threshold_fraction": regularizer.zero_block_fraction(config.zero_threshold),

@@ -48,6 +48,8 @@ class Schedule:
     lambda_scale: float = 1.5
     epsilon: float = 1e-3
     reweight_period: int = 16
+    preconditioned: bool = True          # proximal step in Adam's metric (see regularizer.adam_block_scale)
+    cap_margin: float | None = 0.25      # penalize blocks below quantile r + margin·(1 − r); None = all blocks
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
 
@@ -62,6 +64,8 @@ class Schedule:
                 raise UsageError(f"{name.replace('_', '-')}: must be a positive number, not {value!r}")
         if self.lam is not None and not (math.isfinite(self.lam) and self.lam >= 0):
             raise UsageError(f"lambda: must be a non-negative number, not {self.lam!r}")
+        if self.cap_margin is not None and not 0 <= self.cap_margin <= 1:
+            raise UsageError(f"cap-margin: must be in [0, 1], not {self.cap_margin!r}")
         if self.reweight_period < 1:
             raise UsageError(f"reweight-period: must be a positive number of steps, not {self.reweight_period!r}")
 

@@ -115,13 +115,13 @@ def lr_factor(step: int, total: int, warmup_ratio: float, constant: bool) -> flo
 def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: Batches, *, phase: int,
                 steps: int, learning_rate: float, weight_decay: float, warmup_ratio: float = 0.06,
                 constant_lr: bool = False, regression: bool = False,
-                after_step: Callable[[int, float], None] | None = None, before_step: Callable[[int], None] | None = None,
+                after_step: Callable[[int, float, torch.optim.Optimizer], None] | None = None, before_step: Callable[[int], None] | None = None,
                 teacher: nn.Module | None = None, distill_alpha: float = 0.5, distill_temperature: float = 2.0,
                 desc: str = "train", progress: bool = True) -> dict[str, float]:
     """Train ``model`` (already prepared by ``accelerator``) for ``steps`` optimizer steps.
 
-    ``before_step(step)`` runs before each forward pass, ``after_step(step, lr)`` right after each
-    optimizer step with the learning rate that step used. With a ``teacher`` the loss is
+    ``before_step(step)`` runs before each forward pass, ``after_step(step, lr, optimizer)`` right after
+    each optimizer step with the learning rate that step used. With a ``teacher`` the loss is
     ``(1 − a)·task + a·T²·KL(softmax(teacher/T) ‖ softmax(student/T))`` (classification only).
     Returns the mean loss and the number of steps.
     """
@@ -159,7 +159,7 @@ def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: B
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if after_step is not None:
-            after_step(step, lr)
+            after_step(step, lr, optimizer)
         total_loss += float(loss.detach())
         bar.update(1)
         bar.set_postfix(loss=f"{total_loss / (step + 1):.4f}")
