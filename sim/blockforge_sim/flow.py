@@ -62,7 +62,7 @@ class RunConfig:
     calib: int = 256
     tokens: int | None = None          # N per RTL pass; None: max_tokens on Verilator, 16 on Icarus
     simulator: str = "auto"            # auto | icarus | verilator
-    rtl_eval_examples: int = 16        # dev examples scored through the RTL (0: skip)
+    rtl_eval_examples: int = 8         # dev examples scored through the RTL, one at a time (0: skip)
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -363,8 +363,9 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
 
 def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) -> dict:
     """Score dev examples with every prunable linear computed by the RTL engine; the logits must equal
-    the integer PyTorch path's exactly."""
+    the integer PyTorch path's exactly. Examples go one at a time (no padding columns to simulate)."""
     import torch
+    from tqdm.auto import tqdm
 
     from blockforge.prune.training import tokenize
     from blockforge.qmodel import integer_model
@@ -374,28 +375,29 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
     count = min(config.rtl_eval_examples, len(task.dev))
     split = tokenize(tokenizer, task.dev[:count], config.max_length)
-    batch = split.collate(list(range(count)), task.is_regression)
-    labels = batch.pop("labels")
     rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl")
+    reference_model = integer_model(model, layers, spec)
+    identical, rtl_predictions, int8_predictions, tokens = True, [], [], 0
+    started = time.perf_counter()
     with torch.no_grad(), RtlBackend(rtl, layers, seed=config.seed + 1) as backend:
-        reference_logits = integer_model(model, layers, spec)(**batch).logits
-        started = time.perf_counter()
-        rtl_logits = integer_model(model, layers, spec, backend=backend)(**batch).logits
-        wall = time.perf_counter() - started
-    identical = bool(torch.equal(reference_logits, rtl_logits))
-    if task.is_regression:
-        accuracy = None
-        predictions = rtl_logits.squeeze(-1).tolist()
-    else:
-        predictions = rtl_logits.argmax(-1)
-        accuracy = float((predictions == labels).float().mean())
-        predictions = predictions.tolist()
-    reference_predictions = reference_logits.argmax(-1) if not task.is_regression else None
-    return {"examples": count, "tokens_per_layer": int(batch["input_ids"].numel()),
-            "logits_identical_to_int8_path": identical, "accuracy": accuracy,
-            "int8_accuracy_same_examples": None if reference_predictions is None
-            else float((reference_predictions == labels).float().mean()),
-            "wall_seconds": round(wall, 1), **{f"rtl_{k}": v for k, v in summarize(backend.stats).items()}}
+        rtl_model = integer_model(model, layers, spec, backend=backend)
+        for i in tqdm(range(count), desc=f"RTL eval ({simulator})", unit="example", leave=False):
+            batch = split.collate([i], task.is_regression)
+            batch.pop("labels")
+            tokens += int(batch["input_ids"].numel())
+            expected = reference_model(**batch).logits
+            got = rtl_model(**batch).logits
+            identical &= bool(torch.equal(expected, got))
+            pick = (lambda t: float(t.squeeze())) if task.is_regression else (lambda t: int(t.argmax(-1)))
+            rtl_predictions.append(pick(got))
+            int8_predictions.append(pick(expected))
+    wall = time.perf_counter() - started
+    labels = list(split.labels)
+    accuracy = None if task.is_regression else float(np.mean([p == int(y) for p, y in zip(rtl_predictions, labels)]))
+    int8_accuracy = None if task.is_regression else float(np.mean([p == int(y) for p, y in zip(int8_predictions, labels)]))
+    return {"examples": count, "tokens": tokens, "logits_identical_to_int8_path": identical, "accuracy": accuracy,
+            "int8_accuracy_same_examples": int8_accuracy, "wall_seconds": round(wall, 1),
+            **{f"rtl_{k}": v for k, v in summarize(backend.stats).items()}}
 
 
 def _summary(config, spec, simulator, n_tokens, pruned, exported, int8, rtl, rtl_eval, totals, out) -> dict:

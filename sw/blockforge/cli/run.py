@@ -29,7 +29,7 @@ def _add_settings(parser: argparse.ArgumentParser, *, demo: bool) -> None:
                         help="RTL simulator (default auto: Verilator when installed, else Icarus)")
     parser.add_argument("--tokens", type=int, default=None, help="activation columns per RTL pass")
     parser.add_argument("--rtl-eval-examples", type=int, default=None,
-                        help="dev examples scored through the RTL (0 skips; default 16)")
+                        help="dev examples scored through the RTL (0 skips; default 8)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--config", type=Path, default=None, help="YAML file of run settings")
     if demo:
