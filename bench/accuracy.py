@@ -143,7 +143,7 @@ def write_results(path: Path, table: list[dict], rows: list[dict]) -> None:
              "(tweet sentiment, positive vs negative), dev accuracy on the fixed dev split; encoder linears "
              "only (q/k/v/o and both FFN matrices), every layer at the same block sparsity. "
              "The dense model of each seed is fine-tuned once and shared by all methods of that seed. "
-             "Accuracy is the mean over the seeds listed, "per seed" lists each. Note the budgets: `magnitude-retrain` gets `retrain_epochs` of masked training after pruning, `bsp` gets `bsp_epochs` of group-Lasso training plus the same `retrain_epochs`, so `bsp` trains longer after the dense phase.", "",
+             "Accuracy is the mean over the seeds listed, the per-seed column lists each. Note the budgets: `magnitude-retrain` gets `retrain_epochs` of masked training after pruning, `bsp` gets `bsp_epochs` of group-Lasso training plus the same `retrain_epochs`, so `bsp` trains longer after the dense phase.", "",
              "Budgets (as run): " + "; ".join(f"`{b}`" for b in sorted(budgets)), "",
              "| spec | block sparsity | method | seeds | dev accuracy | per seed | blocks < 1e-3 before hard prune "
              "| overlap with magnitude set |",
