@@ -46,7 +46,8 @@ def main() -> None:
     parser.add_argument("--spec", default="tile8")
     parser.add_argument("--task", default="default")
     parser.add_argument("--calib", type=int, default=256)
-    parser.add_argument("--calibrators", default="mse,percentile,max")
+    parser.add_argument("--calibrators", default="mse/percentile,percentile,mse,max",
+                        help="comma-separated recipes: NAME or INPUTS/OUTPUTS")
     parser.add_argument("--dev-size", type=int, default=1000)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)

@@ -72,6 +72,7 @@ def test_corrupt_byte_makes_inspect_exit_2_naming_the_section(tiny_model_dir, tm
     assert main(["export", "--model", str(tiny_model_dir), "-o", str(out), "--calib", "8"]) == 0
     capsys.readouterr()
     image = read_image(out)
+    assert image.metadata["calibrator"] == "mse/percentile"
     tiles = next(s for s in image.sections if s.name == "tiles" and s.layer.endswith("layer.1.output.dense"))
     data = bytearray(out.read_bytes())
     data[tiles.offset + tiles.size // 2] ^= 0x10
@@ -87,6 +88,11 @@ def test_export_usage_errors(tiny_model_dir, tmp_path, capsys):
     assert "--calib" in capsys.readouterr().err
     assert main(["export", "--model", str(tmp_path / "nope"), "-o", str(tmp_path / "x.bfim")]) == 2
     assert "nope" in capsys.readouterr().err
+    assert main(["export", "--model", str(tiny_model_dir), "-o", str(tmp_path / "x.bfim"), "--calibrator", "kl"]) == 2
+    assert "unknown calibrator 'kl'" in capsys.readouterr().err
+    assert main(["export", "--model", str(tiny_model_dir), "-o", str(tmp_path / "x.bfim"), "--calibrator", "mse",
+                 "--percentile", "99"]) == 2
+    assert "--percentile only applies" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "absent.bfim")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert not (tmp_path / "x.bfim").exists()

@@ -136,6 +136,19 @@ def test_quantized_linear_contract():
         quantize_model(model, spec, [])
 
 
+def test_calibration_recipe_picks_input_and_output_calibrators():
+    seed = 13
+    model = tiny_bert(seed)
+    batches = random_batches(seed)
+    mixed = quantize_model(model, "tile8", batches, calibrator="max/percentile")
+    plain_max = quantize_model(model, "tile8", batches, calibrator="max")
+    plain_pct = quantize_model(model, "tile8", batches, calibrator="percentile")
+    for a, b, c in zip(mixed.layers, plain_max.layers, plain_pct.layers):
+        assert a.scale_in == b.scale_in and a.scale_out == c.scale_out
+    assert mixed.calibration["input_calibrator"] == "max" and mixed.calibration["output_calibrator"] == "percentile"
+    assert plain_max.calibration["percentile"] is None
+
+
 def test_reference_backend_is_reference_linear():
     spec = load_spec("tile16")
     model = tiny_bert(11)

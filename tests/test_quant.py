@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from blockforge import reference
 from blockforge.errors import SpecError, UsageError
-from blockforge.quant import (ActivationObserver, quantize_linear, quantize_tensor, quantize_weight,
+from blockforge.quant import (DEFAULT_CALIBRATOR, ActivationObserver, parse_calibrator, quantize_linear, quantize_tensor, quantize_weight,
                               requant_params, requant_relative_error)
 from blockforge.spec import load_spec
 
@@ -201,3 +201,12 @@ def test_observer_edge_cases():
         obs.scale("entropy")
     with pytest.raises(UsageError, match="non-finite"):
         obs.observe(np.array([np.nan]))
+
+
+def test_calibration_recipes():
+    assert parse_calibrator("mse") == ("mse", "mse")
+    assert parse_calibrator("mse/percentile") == ("mse", "percentile")
+    assert parse_calibrator(DEFAULT_CALIBRATOR) == ("mse", "percentile")
+    for bad in ("kl", "mse/", "mse/max/max", "/", ""):
+        with pytest.raises(UsageError, match="unknown calibrator"):
+            parse_calibrator(bad)

@@ -29,8 +29,8 @@ from torch import nn
 from . import reference
 from .errors import UsageError
 from .layer import BlockSparseLayer
-from .quant import (CALIBRATORS, DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE, ActivationObserver, quantize_linear,
-                    quantize_tensor)
+from .quant import (DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE, ActivationObserver, parse_calibrator,
+                    quantize_linear, quantize_tensor)
 from .spec import Numerics, Spec, load_spec
 
 __all__ = [
@@ -187,6 +187,9 @@ def quantize_model(model: nn.Module, spec: Spec | str, batches: Iterable[Mapping
                    names: Sequence[str] | None = None) -> QuantizedModel:
     """Calibrate ``model`` on ``batches`` and quantize its prunable linears (or ``names``) for ``spec``.
 
+    ``calibrator`` is a calibrator name for all scales or a recipe ``"<inputs>/<outputs>"`` (default
+    ``mse/percentile``: MSE input scales, percentile output scales; see docs/numerics.md).
+
     The model itself is not modified. Zero (pruned) weights stay zero; all-zero tiles are not stored.
     Raises UsageError (no prunable linear, no batch, non-finite weights), SpecError (a shape the spec
     cannot take).
@@ -194,8 +197,7 @@ def quantize_model(model: nn.Module, spec: Spec | str, batches: Iterable[Mapping
     from .prune.roles import find_prunable_linears
 
     spec = load_spec(spec)
-    if calibrator not in CALIBRATORS:
-        raise UsageError(f"unknown calibrator {calibrator!r} (known: {', '.join(CALIBRATORS)})")
+    input_calibrator, output_calibrator = parse_calibrator(calibrator)
     found = find_prunable_linears(model)
     roles = {p.name: p.role for p in found}
     if names is not None:
@@ -211,14 +213,17 @@ def quantize_model(model: nn.Module, spec: Spec | str, batches: Iterable[Mapping
     for name in roles:
         module = modules[name]
         obs_in, obs_out = observers[name]
-        s_x = obs_in.scale(calibrator, percentile=percentile, bits=bits)
-        s_y = obs_out.scale(calibrator, percentile=percentile, bits=bits)
+        s_x = obs_in.scale(input_calibrator, percentile=percentile, bits=bits)
+        s_y = obs_out.scale(output_calibrator, percentile=percentile, bits=bits)
         weight = module.weight.detach().float().cpu().numpy()
         bias = None if module.bias is None else module.bias.detach().float().cpu().numpy()
         layers.append(quantize_linear(name, weight, bias, s_x, s_y, spec))
         details[name] = {"role": roles[name], "s_x": s_x, "s_y": s_y, "max_in": obs_in.max_abs,
                          "max_out": obs_out.max_abs, "values_observed": obs_in.count}
-    return QuantizedModel(spec, layers, roles, {"calibrator": calibrator, "percentile": percentile,
+    uses_percentile = "percentile" in (input_calibrator, output_calibrator)
+    return QuantizedModel(spec, layers, roles, {"calibrator": calibrator, "input_calibrator": input_calibrator,
+                                                "output_calibrator": output_calibrator,
+                                                "percentile": percentile if uses_percentile else None,
                                                 "layers": details})
 
 

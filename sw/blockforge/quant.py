@@ -7,7 +7,9 @@ is integer. docs/numerics.md is the normative description of the formulas used h
 - weights, symmetric per output channel: ``s_w[o] = max|W[o,:]| / 127``, ``W_q = clip(rint(W / s_w), ±127)``;
   pruned (zero) weights stay exactly 0.
 - activations, symmetric per tensor: ``x_q = clip(rint(x / s_x), -128, 127)``, ``s_x`` from a calibrator
-  over a streaming histogram of ``|x|`` (:class:`ActivationObserver`): ``max``, ``percentile`` or ``mse``.
+  over a streaming histogram of ``|x|`` (:class:`ActivationObserver`): ``max``, ``percentile`` or ``mse``;
+  a recipe ``"<inputs>/<outputs>"`` picks one for the input and one for the output scales (default
+  ``mse/percentile``, :func:`parse_calibrator`).
 - bias: ``b_q[o] = clip(rint(b[o] / (s_w[o]·s_x)), ±spec.bias_limit)``.
 - requantization: ``M[o]·2^-S[o] ≈ s_w[o]·s_x / s_y`` with ``M`` an unsigned ``multiplier_bits`` integer,
   normalized so its top bit is set whenever ``0 ≤ S ≤ 62`` allows it (relative error ≤ 2^-multiplier_bits).
@@ -38,6 +40,7 @@ __all__ = [
     "ActivationObserver",
     "MAX_SHIFT",
     "dequantize_tensor",
+    "parse_calibrator",
     "qmax",
     "quantize_bias",
     "quantize_linear",
@@ -48,7 +51,9 @@ __all__ = [
 ]
 
 CALIBRATORS = ("max", "percentile", "mse")
-DEFAULT_CALIBRATOR = "mse"
+#: The calibration recipe "<inputs>/<outputs>": MSE for each linear's input scale s_x, percentile for its
+#: output scale s_y — the best of the measured recipes (docs/numerics.md "Measured").
+DEFAULT_CALIBRATOR = "mse/percentile"
 DEFAULT_PERCENTILE = 99.99
 MAX_SHIFT = 62
 
@@ -209,6 +214,20 @@ def quantize_linear(name: str, weight, bias, s_x: float, s_y: float, spec: Spec)
 # --------------------------------------------------------------------------------------------------
 # Calibration.
 
+def parse_calibrator(recipe: str) -> tuple[str, str]:
+    """``"mse"`` → ("mse", "mse"); ``"mse/percentile"`` → calibrator of the inputs, of the outputs.
+
+    Raises UsageError naming the recipe for anything else.
+    """
+    parts = recipe.split("/") if isinstance(recipe, str) else []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or any(p not in CALIBRATORS for p in parts):
+        raise UsageError(f"unknown calibrator {recipe!r} (known: {', '.join(CALIBRATORS)}, or "
+                         f"INPUTS/OUTPUTS such as {DEFAULT_CALIBRATOR!r})")
+    return parts[0], parts[1]
+
+
 class ActivationObserver:
     """A streaming histogram of ``|x|`` for one tensor, and the calibrators that read a scale off it.
 
@@ -257,7 +276,7 @@ class ActivationObserver:
         index = np.minimum((a / np.float32(self.width)).astype(np.int64), self.bins - 1)
         self.counts += np.bincount(index, minlength=self.bins)
 
-    def threshold(self, method: str = DEFAULT_CALIBRATOR, *, percentile: float = DEFAULT_PERCENTILE,
+    def threshold(self, method: str = "mse", *, percentile: float = DEFAULT_PERCENTILE,
                   bits: int = 8) -> float:
         """The clipping threshold (a float ≥ 0) chosen by ``method``."""
         if method not in CALIBRATORS:
@@ -289,7 +308,7 @@ class ActivationObserver:
         cost = clipped + c2[small] + step ** 2 / 12.0 * (c0[above] - c0[small])
         return float(candidates[int(np.argmin(cost))])
 
-    def scale(self, method: str = DEFAULT_CALIBRATOR, *, percentile: float = DEFAULT_PERCENTILE,
+    def scale(self, method: str = "mse", *, percentile: float = DEFAULT_PERCENTILE,
               bits: int = 8) -> float:
         """The activation scale ``threshold / qmax(bits)`` (1.0 for an all-zero tensor)."""
         t = self.threshold(method, percentile=percentile, bits=bits)

@@ -25,9 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("-o", "--output", required=True, type=Path, help="the .bfim file to write")
     export.add_argument("--calib", type=int, default=DEFAULT_CALIB, metavar="N",
                         help=f"calibration examples from the task's train split (default {DEFAULT_CALIB})")
-    export.add_argument("--calibrator", default=None, choices=("mse", "percentile", "max"),
-                        help="activation-scale calibrator (default: mse; see docs/numerics.md)")
-    export.add_argument("--percentile", type=float, default=None, help="percentile for --calibrator percentile")
+    export.add_argument("--calibrator", default=None, metavar="NAME[/NAME]",
+                        help="activation-scale calibrator: mse, percentile or max for all scales, or "
+                             "INPUTS/OUTPUTS (default mse/percentile; see docs/numerics.md)")
+    export.add_argument("--percentile", type=float, default=None,
+                        help="percentile used by the percentile calibrator (default 99.99)")
     export.add_argument("--task", default="default",
                         help="where calibration text comes from: 'default' (tweets) or '<glue task>:DIR'")
     export.add_argument("--max-length", type=int, default=64, help="tokens per example (default 64)")
@@ -54,14 +56,15 @@ def _positive(value: int, flag: str) -> None:
 def _export(args: argparse.Namespace) -> None:
     from ..errors import UsageError
     from ..image import read_image, write_manifest
-    from ..quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE
+    from ..quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE, parse_calibrator
     from ..spec import load_spec
 
     for value, flag in ((args.calib, "--calib"), (args.max_length, "--max-length"), (args.batch_size, "--batch-size")):
         _positive(value, flag)
     calibrator = args.calibrator or DEFAULT_CALIBRATOR
-    if args.percentile is not None and calibrator != "percentile":
-        raise UsageError("--percentile only applies to --calibrator percentile")
+    recipe = parse_calibrator(calibrator)                  # validates before the model is loaded
+    if args.percentile is not None and "percentile" not in recipe:
+        raise UsageError(f"--percentile only applies when the calibrator uses percentile, not {calibrator!r}")
     percentile = args.percentile if args.percentile is not None else DEFAULT_PERCENTILE
     if not 0 < percentile <= 100:
         raise UsageError(f"--percentile must be in (0, 100], got {percentile}")
