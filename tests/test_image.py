@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from blockforge import image as bfim
 from blockforge.errors import ImageError
 from blockforge.image import (HEADER_SIZE, LAYER_SECTIONS, TABLE_ENTRY_SIZE, decode_image, encode_image,
-                              manifest, read_image, write_image, write_manifest)
+                              read_image, write_image, write_manifest)
 from blockforge.layer import BlockSparseLayer, pack_tile_words
 from blockforge.spec import load_spec, shipped_spec_names, spec_from_dict
 
