@@ -33,11 +33,12 @@ def _pyplot():
 
 
 def _short(name: str) -> str:
-    """encoder.layer.3.attention.self.query → L3.query (readable axis labels)."""
+    """encoder.layer.3.attention.self.query → L3.attn.query; ...layer.3.output.dense → L3.output."""
     parts = name.split(".")
-    index = next((p for p in parts if p.isdigit()), None)
-    tail = parts[-1] if parts[-1] not in ("dense", "weight") else ".".join(parts[-2:])
-    return f"L{index}.{tail}" if index is not None else name
+    index = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+    tail = parts[index + 1:] if index is not None else parts[-2:]
+    tail = ["attn" if p == "attention" else p for p in tail if p not in ("self", "dense", "weight")] or parts[-1:]
+    return (f"L{parts[index]}." if index is not None else "") + ".".join(tail)
 
 
 def _heatmaps(plt, layers: Sequence[BlockSparseLayer]):
