@@ -2,8 +2,9 @@
 
 Default model (all-MiniLM-L6-v2) on the default task, batch 32, seq ≤ 64, AdamW. Plain and reweighted
 steps are interleaved on the same batches (A B B A ...) so machine noise hits both alike; a reweighted
-step is a plain step plus the proximal group soft-threshold over every prunable layer, plus α
-recomputed every ``reweight_period`` steps (counted in, amortized as in training). Prints one JSON line
+step is a plain step plus what the pipeline's bsp phase adds: the per-block Adam-metric factors, the
+proximal group soft-threshold over every prunable layer, and α (with the cap quantile) recomputed every
+``reweight_period`` steps (counted in, amortized as in training). Prints one JSON line
 with the median step times and their ratio (goal ≤ 1.15).
 
     python bench/prune_overhead.py --spec tile8 --steps 20
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     from blockforge.data import load_task
     from blockforge.models import load_model, load_tokenizer
     from blockforge.prune.pattern import prunable_layers
-    from blockforge.prune.regularizer import ReweightedGroupLasso
+    from blockforge.prune.regularizer import ReweightedGroupLasso, adam_block_scale
     from blockforge.prune.training import Batches, tokenize
     from blockforge.spec import load_spec
 
@@ -45,7 +46,9 @@ def main(argv=None) -> int:
     model = load_model("default", labels=task.labels).model
     split = tokenize(load_tokenizer("default"), task.train, 64)
     layers = prunable_layers(model, load_spec(args.spec))
-    regularizer = ReweightedGroupLasso(layers, lam=1e-3, epsilon=1e-3)
+    # as in the pipeline's bsp phase: capped penalty, budget, proximal step in Adam's metric
+    regularizer = ReweightedGroupLasso(layers, lam=1e-3, epsilon=1e-3, cap={l.name: 0.625 for l in layers},
+                                       budget={l.name: l.layout.n_blocks // 2 for l in layers})
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     batches = list(Batches(len(split), args.batch_size, seed=0).steps(0, 2 * args.steps + 2))
     model.train()
@@ -61,7 +64,8 @@ def main(argv=None) -> int:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if reweighted:
-            regularizer.proximal_step(1e-5)
+            scale = {l.name: adam_block_scale(l.weight, l.layout, optimizer) for l in layers}
+            regularizer.proximal_step(1e-5, scale)
         return time.perf_counter() - t0
 
     step(batches[0], False, 1)  # warm-up
@@ -75,7 +79,8 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for _ in range(10):
             t0 = time.perf_counter()
-            regularizer.proximal_step(1e-5)
+            scale = {l.name: adam_block_scale(l.weight, l.layout, optimizer) for l in layers}
+            regularizer.proximal_step(1e-5, scale)
             prox_only.append(time.perf_counter() - t0)
     plain_s, rew_s = statistics.median(plain), statistics.median(reweighted)
     print(json.dumps({"bench": "prune_overhead", "spec": args.spec, "model": "all-MiniLM-L6-v2",
