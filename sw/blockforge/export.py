@@ -82,7 +82,7 @@ def export_model(model: Any, spec: Spec | str, task: Any, *, tokenizer: Any = No
         "calibration_examples": len(examples),
         "max_length": max_length,
         "calibrator": calibrator,
-        "percentile": percentile if calibrator == "percentile" else None,
+        "percentile": quantized.calibration.get("percentile"),
         "roles": quantized.roles,
         "calibration": {name: {k: v for k, v in d.items() if k != "role"}
                         for name, d in quantized.calibration["layers"].items()},
