@@ -30,13 +30,13 @@ import yaml
 from blockforge.errors import UsageError
 from blockforge.spec import load_spec
 
+# Data sizes per preset; the training schedule comes from blockforge.prune (its one owner).
 PRESETS = {
-    # The demo: a short schedule that fits ~20 minutes on 2 CPU cores (documented in docs/quickstart.md).
-    "demo": {"train_size": 2000, "dev_size": 500, "dense_epochs": 1.0, "bsp_epochs": 1.0, "retrain_epochs": 1.0,
-             "learning_rate": 1e-4, "bsp_learning_rate": 1e-4},
-    # The full schedule of DESIGN.md's baselines: 4,000 train / 2,000 dev, 2 dense epochs.
-    "full": {"train_size": None, "dev_size": None, "dense_epochs": 2.0, "bsp_epochs": 1.0, "retrain_epochs": 1.0,
-             "learning_rate": 5e-5, "bsp_learning_rate": 5e-5},
+    # The demo: a short schedule that fits ~20 minutes on 2 CPU cores (docs/quickstart.md):
+    # prune.DEMO_SCHEDULE (one epoch per phase) on 2,000 training / 500 dev tweets.
+    "demo": {"train_size": 2000, "dev_size": 500},
+    # The full schedule (prune.Schedule defaults) on the task's own sizes (tweets: 4,000 / 2,000).
+    "full": {"train_size": None, "dev_size": None},
 }
 STAGES = ("prune", "export", "int8_eval", "rtl_layers", "rtl_eval", "estimate", "report")
 
@@ -90,10 +90,18 @@ class RunConfig:
         return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
 
     def schedule_values(self) -> dict:
+        """Data sizes and the pruning schedule (as plain data) this run uses."""
+        from blockforge.prune.pipeline import DEMO_SCHEDULE
+        from blockforge.prune.schedule import Schedule
+
         values = dict(PRESETS[self.preset])
-        for key in ("train_size", "dev_size", "dense_epochs", "bsp_epochs", "retrain_epochs"):
+        for key in ("train_size", "dev_size"):
             if getattr(self, key) is not None:
                 values[key] = getattr(self, key)
+        schedule = DEMO_SCHEDULE if self.preset == "demo" else Schedule()
+        epochs = {k: getattr(self, k) for k in ("dense_epochs", "bsp_epochs", "retrain_epochs")
+                  if getattr(self, k) is not None}
+        values.update(dataclasses.asdict(dataclasses.replace(schedule, **epochs)))
         return values
 
 
@@ -200,9 +208,7 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
 
         if pruned_dir.exists():
             shutil.rmtree(pruned_dir)
-        schedule = Schedule(dense_epochs=sched["dense_epochs"], bsp_epochs=sched["bsp_epochs"],
-                            retrain_epochs=sched["retrain_epochs"], learning_rate=sched["learning_rate"],
-                            bsp_learning_rate=sched["bsp_learning_rate"])
+        schedule = Schedule(**{f.name: sched[f.name] for f in dataclasses.fields(Schedule)})
         result = run_pruning(PruneConfig(model=config.model, task=config.task, spec=spec.source, sparsity=config.sparsity,
                                          method=config.method, schedule=schedule, seed=config.seed,
                                          max_length=config.max_length, train_size=sched["train_size"],
