@@ -36,6 +36,7 @@ QUICK = {
     "prune_overhead": ["prune_overhead.py", "--steps", "12"],
 }
 SLOW = {
+    "demo_summary": [],
     "accuracy": ["accuracy.py", "--seeds", "0", "--specs", "tile8", "row1x48", "--sparsities", "0.5", "0.8"],
 }
 
