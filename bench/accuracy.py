@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dev-size", type=int, default=2000)
     parser.add_argument("--distill", action="store_true")
     parser.add_argument("--plain-prox", action="store_true", help="bsp with the plain-metric proximal step")
+    parser.add_argument("--variant", help="label appended to the method name in the table (e.g. for a "
+                                          "different budget)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", default=str(ROOT / "build" / "bench_accuracy.jsonl"))
     parser.add_argument("--results-md", default=str(ROOT / "docs" / "results.md"))
@@ -96,6 +98,7 @@ def main(argv=None) -> int:
                                                          **common))
                         rep = result.report
                         row = {"method": method, "spec": spec, "sparsity": sparsity, "seed": seed,
+                               "variant": args.variant,
                                "accuracy": rep["metrics"]["final"]["accuracy"],
                                "block_sparsity": rep["block_sparsity"]["block_sparsity"],
                                "zero_blocks": rep["block_sparsity"]["zero_blocks"],
@@ -120,11 +123,16 @@ def aggregate(rows: list[dict]) -> list[dict]:
         method = row["method"]
         if method == "bsp" and not (row.get("preconditioned") and row.get("cap_margin") is not None):
             method = PLAIN_BSP
+        if row.get("variant"):
+            method = f"{method} ({row['variant']})"
         groups.setdefault((row["spec"], row["sparsity"], method), []).append(row)
-    order = {"dense": 0, "magnitude": 1, "magnitude-retrain": 2, PLAIN_BSP: 3, "bsp": 4}
+    order = {"dense": 0, "magnitude": 1, "magnitude-retrain": 2, PLAIN_BSP: 4, "bsp": 5}
     table = []
+    def rank(method: str) -> tuple:
+        return order.get(method, order.get(method.split(" (")[0], 9) + 0.5), method
+
     for (spec, sparsity, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "-", kv[0][0],
-                                                                                   kv[0][1], order[kv[0][2]])):
+                                                                                   kv[0][1], rank(kv[0][2]))):
         accs = [r["accuracy"] for r in group]
         entry = {"spec": spec, "sparsity": sparsity, "method": method, "seeds": sorted({r["seed"] for r in group}),
                  "accuracy_mean": round(statistics.fmean(accs), 4), "accuracy": [round(a, 4) for a in accs]}
