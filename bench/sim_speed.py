@@ -43,6 +43,7 @@ def layer_speed(simulator: str, work: Path, repeats: int = 3) -> dict:
     spec = load_spec("tile8")
     rng = np.random.default_rng(0)
     layer = random_layer(spec, rng)
+    work.mkdir(parents=True, exist_ok=True)
     image = work / "layer.bfim"
     write_image(image, [layer], spec)
     rtl = RtlSimulator(spec, simulator=simulator, work_dir=work / "rtl")
