@@ -131,8 +131,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
     def rank(method: str) -> tuple:
         return order.get(method, order.get(method.split(" (")[0], 9) + 0.5), method
 
-    for (spec, sparsity, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "-", kv[0][0],
-                                                                                   kv[0][1], rank(kv[0][2]))):
+    spec_order = {"-": 0, "tile8": 1, "row1x48": 2}
+    for (spec, sparsity, method), group in sorted(groups.items(), key=lambda kv: (
+            spec_order.get(kv[0][0], 3), kv[0][0], kv[0][1], rank(kv[0][2]))):
         accs = [r["accuracy"] for r in group]
         entry = {"spec": spec, "sparsity": sparsity, "method": method, "seeds": sorted({r["seed"] for r in group}),
                  "accuracy_mean": round(statistics.fmean(accs), 4), "accuracy": [round(a, 4) for a in accs]}
