@@ -78,7 +78,7 @@ def _zero_fraction_per_layer(model, spec):
             for l in prunable_layers(model, load_spec(spec))}
 
 
-@pytest.mark.parametrize("sparsity", [0.5, pytest.param(0.75, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("sparsity", [0.5, 0.75])
 def test_bsp_end_to_end_saves_an_exactly_block_sparse_model(tmp_path, tiny_bert, sst2_dir, sparsity):
     from transformers import AutoModelForSequenceClassification
 
@@ -112,7 +112,6 @@ def test_magnitude_prunes_the_lowest_norm_blocks_of_the_dense_model(tiny_bert, s
     assert result.report["metrics"]["final"] == result.report["metrics"]["after_prune"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("model_type", ["roberta", "distilbert"])
 def test_other_architectures(tmp_path, tokenizer, sst2_dir, model_type):
     model_dir = _save_tiny(tmp_path / model_type, model_type, tokenizer)
@@ -125,7 +124,6 @@ def test_other_architectures(tmp_path, tokenizer, sst2_dir, model_type):
         assert abs(zero - 0.5 * n) <= 1
 
 
-@pytest.mark.slow
 def test_fine_tuned_model_skips_the_dense_phase_and_ratios_apply(tmp_path, tiny_bert, sst2_dir):
     first = run_pruning(_config(tiny_bert, sst2_dir, method="magnitude", sparsity=0.0), tmp_path / "dense")
     assert first.report["phases"]["dense"]["steps"] == 6
@@ -139,7 +137,6 @@ def test_fine_tuned_model_skips_the_dense_phase_and_ratios_apply(tmp_path, tiny_
         assert abs(zero - want * n) <= 1, name
 
 
-@pytest.mark.slow
 def test_checkpoints_resume_after_the_last_finished_phase(tmp_path, tiny_bert, sst2_dir):
     config = _config(tiny_bert, sst2_dir, checkpoint_dir=str(tmp_path / "ckpt"))
     first = prune_model(config)
