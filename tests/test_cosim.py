@@ -139,6 +139,21 @@ def test_sim_cli_on_an_image(tmp_path, capsys):
     assert "--tokens must be in [1, 64]" in capsys.readouterr().err
 
 
+def test_relative_work_dir(tmp_path, monkeypatch):
+    """The default work dir is relative (build/rtl); the simulator runs elsewhere, so paths must hold."""
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(17)
+    layer = random_layer(spec, "rel", 16, 16, 0.5, rng)
+    write_image("rel.bfim", [layer], spec)
+    rtl = RtlSimulator(spec, work_dir="build/rtl")
+    with rtl.serve() as server:
+        result = server.run_layers("rel.bfim", [(layer.name, activations(rng, layer, 2))]).results[0]
+    assert result.ok and result.cycles == result.estimated_cycles
+    run = rtl.run_layers("rel.bfim", [(layer.name, activations(rng, layer, 3))])
+    assert run.results[0].ok
+
+
 def test_server_keeps_one_simulator_for_many_calls(tmp_path):
     spec = load_spec("tile8")
     rng = np.random.default_rng(13)

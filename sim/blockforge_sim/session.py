@@ -71,7 +71,8 @@ class RtlSimulator:
         self.spec = load_spec(spec)
         self.simulator = simulator
         self.waves = waves
-        self.work_dir = Path(work_dir) / f"{self.spec.name}-{self.spec.digest[:10]}-{simulator}"
+        # Absolute: the simulator runs in the run folder, so relative paths would point elsewhere.
+        self.work_dir = Path(work_dir).resolve() / f"{self.spec.name}-{self.spec.digest[:10]}-{simulator}"
         self._runner = None
         self._counter = itertools.count()
         self.build_seconds = 0.0
