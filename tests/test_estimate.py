@@ -100,7 +100,13 @@ def _with_bandwidth(name, bandwidth):
 def test_word_level_fetch_model_reduces_to_the_closed_form_without_a_limit():
     """The bandwidth-limited schedule follows every weight word; with a bucket that never refuses it must
     give exactly the closed-form recurrence (both describe the same RTL)."""
-    from blockforge.estimate import BandwidthBucket, _schedule, _throttled_schedule
+    from blockforge.estimate import BandwidthBucket, _rows, _throttled_tiles, _tile_source
+
+    def events(nnz, n, tiles):
+        rows = []
+        _rows(nnz, n, tiles, lambda *row: rows.append(row))
+        return rows
+
     rng = np.random.default_rng(0)
     for trial in range(300):
         base = load_spec(shipped_spec_names()[trial % len(shipped_spec_names())]).to_dict()
@@ -111,7 +117,8 @@ def test_word_level_fetch_model_reduces_to_the_closed_form_without_a_limit():
         nnz = (rng.integers(0, 6, rows) * (rng.random(rows) < 0.7)).tolist()
         n = int(rng.integers(1, spec.buffers.max_tokens + 1))
         unlimited = BandwidthBucket(gain=words, cost=words, capacity=2 * words - 1)
-        assert _throttled_schedule(spec, unlimited, nnz, n) == _schedule(latency, words, nnz, n), (trial, nnz, n)
+        word_by_word = events(nnz, n, _throttled_tiles(latency, words, unlimited, nnz, n))
+        assert word_by_word == events(nnz, n, _tile_source(spec, nnz, n)), (trial, nnz, n)
 
 
 @pytest.mark.parametrize("name", ["tile8", "tile16", "row1x96"])
@@ -130,7 +137,7 @@ def test_bandwidth_limit_costs_at_least_tile_load_per_tile(name):
 
 
 def test_fast_cycle_count_equals_the_schedule():
-    """layer_cycles (ints only, the whole-model hot path) and layer_schedule (per-row arrays) agree."""
+    """layer_cycles (the whole-model hot path) and layer_schedule (per-row arrays) agree."""
     rng = np.random.default_rng(5)
     for trial in range(400):
         base = load_spec(shipped_spec_names()[trial % len(shipped_spec_names())]).to_dict()

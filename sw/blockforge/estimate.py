@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -83,54 +83,83 @@ def layer_schedule(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> dict[s
     "cycles": total}. Raises UsageError for a bad N or a negative tile count.
     """
     n = _check_tokens(spec, n_tokens)
-    nnz = _check_nnz(nnz_per_row)
-    bucket = bandwidth_bucket(spec)
-    if bucket is not None:
-        start, mac_end, drain = _throttled_schedule(spec, bucket, nnz.tolist(), n)
-    else:
-        start, mac_end, drain = _schedule(spec.memory.read_latency, spec.tile_words, nnz.tolist(), n)
+    nnz = _check_nnz(nnz_per_row).tolist()
+    start, mac_end, drain = [], [], []
+
+    def record(s: int, end: int, d: int) -> None:
+        start.append(s)
+        mac_end.append(end)
+        drain.append(d)
+
+    last = _rows(nnz, n, _tile_source(spec, nnz, n), record)
     return {"start": np.array(start, dtype=np.int64), "mac_end": np.array(mac_end, dtype=np.int64),
-            "drain": np.array(drain, dtype=np.int64), "cycles": drain[-1] + n + 3}
+            "drain": np.array(drain, dtype=np.int64), "cycles": last + n + 3}
 
 
-def _schedule(latency: int, words: int, nnz: list[int], n: int) -> tuple[list[int], list[int], list[int]]:
-    """The recurrence of docs/engine.md "The cycle formula" (a memory serving one word per cycle)."""
-    period = max(n, words)
-    rows = len(nnz)
-    start = [0] * rows
-    mac_end = [0] * rows
-    drain = [0] * rows
-    mac_free = 1                       # the index memory's first entry is readable in cycle 1
-    next_tile = latency + words + 1    # cycle the next tile is assembled (words are always in time)
-    for q in range(rows):
-        s = mac_free
-        if q >= 2:
-            s = max(s, drain[q - 2] + n)
-        k = nnz[q]
+def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
+    """Exact engine cycles (start to last output handshake, no stalls) for a layer whose block rows
+    hold ``nnz_per_row`` non-zero tiles, at N = ``n_tokens``."""
+    n = _check_tokens(spec, n_tokens)
+    nnz = _check_nnz(nnz_per_row).tolist()
+    return _rows(nnz, n, _tile_source(spec, nnz, n)) + n + 3
+
+
+def _rows(nnz: list[int], n: int, tiles: Callable[[int, int], tuple[int, int]],
+          record: Callable[[int, int, int], None] | None = None) -> int:
+    """The row recurrence of docs/engine.md "The cycle formula"; returns D of the last block row.
+
+    ``tiles(s, k)`` takes a row's k tiles no earlier than cycle s and returns (first take, last take);
+    ``record(S_q, E_q, D_q)``, if given, sees every row's events. Plain ints: this is the hot path of
+    whole-model estimates.
+    """
+    mac_free = 1                # the index memory's first entry is readable in cycle 1
+    older = -n                  # D_{q-2}: no constraint for q < 2 (mac_free >= 1 > older + n)
+    last = -n                   # D_{q-1}: no constraint for q = 0 (end + 2 >= 3 > last + n)
+    for k in nnz:
+        s = older + n           # two accumulator banks: row q waits until row q-2 has drained
+        if s < mac_free:
+            s = mac_free
         if k:
-            if next_tile > s:
-                s = next_tile
-            last_take = s + (k - 1) * period
-            next_tile = last_take + words
-            mac_free = last_take + n
+            s, take = tiles(s, k)
+            mac_free = take + n
             end = mac_free + 2
         else:
             mac_free = s + 1
             end = s + 3
-        start[q] = s
-        mac_end[q] = end
-        drain[q] = end + 2 if q == 0 else max(end + 2, drain[q - 1] + n)
-    return start, mac_end, drain
+        older = last
+        last = last + n if last + n > end + 2 else end + 2
+        if record is not None:
+            record(s, end, last)
+    return last
 
 
-def _throttled_schedule(spec: Spec, bucket: BandwidthBucket, nnz: list[int], n: int
-                        ) -> tuple[list[int], list[int], list[int]]:
-    """The same schedule with the weight words followed one by one through the fetch (docs/engine.md
-    "Bandwidth limit"): word k is requested from e_k = max(t_{k−1} + 1, p_{k−D} + 1) (credit: FIFO depth
+def _tile_source(spec: Spec, nnz: list[int], n: int) -> Callable[[int, int], tuple[int, int]]:
+    """How a row's tiles reach the MAC array: closed form when the memory serves a word per cycle,
+    else word by word through the bandwidth bucket."""
+    latency, words = spec.memory.read_latency, spec.tile_words
+    bucket = bandwidth_bucket(spec)
+    if bucket is not None:
+        return _throttled_tiles(latency, words, bucket, nnz, n)
+    period = n if n > words else words
+    next_tile = latency + words + 1    # cycle the next tile is assembled (words are always in time)
+
+    def tiles(s: int, k: int) -> tuple[int, int]:
+        nonlocal next_tile
+        if s < next_tile:
+            s = next_tile
+        take = s + (k - 1) * period
+        next_tile = take + words
+        return s, take
+    return tiles
+
+
+def _throttled_tiles(latency: int, words: int, bucket: BandwidthBucket, nnz: list[int], n: int
+                     ) -> Callable[[int, int], tuple[int, int]]:
+    """Tiles with the weight words followed one by one through the fetch (docs/engine.md "Bandwidth
+    limit"): word k is requested from e_k = max(t_{k−1} + 1, p_{k−D} + 1) (credit: FIFO depth
     D = W + L + 3), accepted at t_k ≥ e_k when the bucket holds ``cost``, readable at t_k + L + 1,
     popped at p_k = max(t_k + L + 1, p_{k−1} + 1, take of the previous tile if k starts a tile);
     a tile can be taken the cycle after its last word was popped."""
-    latency, words = spec.memory.read_latency, spec.tile_words
     depth = words + latency + 3
     gain, cost, capacity = bucket.gain, bucket.cost, bucket.capacity
     pops: deque[int] = deque(maxlen=depth)   # pop cycles of the last `depth` words
@@ -162,71 +191,18 @@ def _throttled_schedule(spec: Spec, bucket: BandwidthBucket, nnz: list[int], n: 
             last_pop = pop
         return last_pop + 1
 
-    rows = len(nnz)
-    start = [0] * rows
-    mac_end = [0] * rows
-    drain = [0] * rows
-    mac_free = 1
     ready = fetch_tile() if any(nnz) else 0
-    for q in range(rows):
-        s = mac_free
-        if q >= 2:
-            s = max(s, drain[q - 2] + n)
-        k = nnz[q]
-        if k:
-            take = max(s, ready)
-            s = take
-            for i in range(1, k + 1):
-                prev_take = take
-                ready = fetch_tile()
-                if i < k:
-                    take = max(take + n, ready)
-            mac_free = take + n
-            end = mac_free + 2
-        else:
-            mac_free = s + 1
-            end = s + 3
-        start[q] = s
-        mac_end[q] = end
-        drain[q] = end + 2 if q == 0 else max(end + 2, drain[q - 1] + n)
-    return start, mac_end, drain
 
-
-def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
-    """Exact engine cycles (start to last output handshake, no stalls) for a layer whose block rows
-    hold ``nnz_per_row`` non-zero tiles, at N = ``n_tokens``."""
-    n = _check_tokens(spec, n_tokens)
-    nnz = _check_nnz(nnz_per_row)
-    bucket = bandwidth_bucket(spec)
-    if bucket is not None:
-        return _throttled_schedule(spec, bucket, nnz.tolist(), n)[2][-1] + n + 3
-    return _cycles(spec.memory.read_latency, spec.tile_words, nnz.tolist(), n)
-
-
-def _cycles(latency: int, words: int, nnz: list[int], n: int) -> int:
-    """:func:`_schedule`'s total alone, in plain ints (the hot path of whole-model estimates)."""
-    period = n if n > words else words
-    mac_free = 1
-    next_tile = latency + words + 1
-    older = -n                  # D_{q-2}: no constraint for q < 2 (mac_free >= 1 > older + n)
-    last = -n                   # D_{q-1}: no constraint for q = 0 (end + 2 >= 3 > last + n)
-    for k in nnz:
-        s = older + n
-        if s < mac_free:
-            s = mac_free
-        if k:
-            if s < next_tile:
-                s = next_tile
-            take = s + (k - 1) * period
-            next_tile = take + words
-            mac_free = take + n
-            drain = mac_free + 4
-        else:
-            mac_free = s + 1
-            drain = s + 5
-        older = last
-        last = last + n if last + n > drain else drain
-    return last + n + 3
+    def tiles(s: int, k: int) -> tuple[int, int]:
+        nonlocal ready, prev_take
+        take = first = max(s, ready)
+        for i in range(1, k + 1):
+            prev_take = take
+            ready = fetch_tile()
+            if i < k:
+                take = max(take + n, ready)
+        return first, take
+    return tiles
 
 
 def dense_nnz_per_row(n_block_rows: int, n_block_cols: int) -> np.ndarray:
