@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from blockforge.errors import UsageError
-from blockforge.spec import load_spec
+from blockforge.spec import DEFAULT_SPEC, load_spec
 
 # Data sizes per preset; the training schedule comes from blockforge.prune (its one owner).
 PRESETS = {
@@ -47,7 +47,7 @@ class RunConfig:
 
     model: str = "default"
     task: str = "default"
-    spec: str = "tile8"
+    spec: str = DEFAULT_SPEC
     sparsity: float = 0.5
     method: str = "bsp"
     preset: str = "demo"

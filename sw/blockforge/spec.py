@@ -32,6 +32,7 @@ __all__ = [
     "Numerics",
     "Spec",
     "Tiling",
+    "DEFAULT_SPEC",
     "ROUNDING_MODES",
     "SUPPORTED_DATA_BITS",
     "load_spec",
@@ -39,6 +40,7 @@ __all__ = [
     "spec_from_dict",
 ]
 
+DEFAULT_SPEC = "tile8"   # the shipped spec every command uses when none is given
 ROUNDING_MODES = ("half_up", "half_even", "truncate")
 SUPPORTED_DATA_BITS = (8,)
 ACC_BITS_RANGE = (16, 48)

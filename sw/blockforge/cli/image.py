@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 from ..export import DEFAULT_CALIB
-
-DEFAULT_SPEC = "tile8"
+from ..spec import DEFAULT_SPEC
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 
-DEFAULT_SPEC = "tile8"
+from ..spec import DEFAULT_SPEC
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
-from ..spec import load_spec
+from ..spec import DEFAULT_SPEC, load_spec
 from .criterion import block_norms
 from .masking import MaskEnforcer, hard_prune, lowest_blocks_mask, pruned_block_counts, zero_block_counts
 from .pattern import PrunableLayer, prunable_layers
@@ -67,7 +67,7 @@ class PruneConfig:
 
     model: str = "default"
     task: str = "default"
-    spec: str = "tile8"
+    spec: str = DEFAULT_SPEC
     sparsity: float = 0.5
     method: str = "bsp"
     ratios: str | None = None
