@@ -14,6 +14,7 @@ import os
 import numpy as np
 import pytest
 
+from blockforge import reference
 from blockforge.cli import main
 from blockforge.image import write_image
 from blockforge.layer import BlockSparseLayer
@@ -76,7 +77,6 @@ def test_small_layers_bit_exact_and_cycle_exact_on_icarus(tmp_path):
         assert result.cycles == result.estimated_cycles, result.layer
     assert [r.n_tokens for r in run.results] == [1, 5, 8, 3, 64]
     for (layer, x), result in zip(cases, run.results):
-        from blockforge import reference
         expected, _ = reference.linear(layer, x, spec.numerics)
         np.testing.assert_array_equal(run.outputs[result.job_id], expected)
 
@@ -166,7 +166,6 @@ def test_server_keeps_one_simulator_for_many_calls(tmp_path):
             jobs = [(layer.name, activations(rng, layer, 3 + call)) for layer in layers]
             run = server.run_layers(image, jobs, layers={layer.name: layer for layer in layers})
             for (name, x), result in zip(jobs, run.results):
-                from blockforge import reference
                 expected, _ = reference.linear(next(l for l in layers if l.name == name), x, spec.numerics)
                 assert result.ok and result.cycles == result.estimated_cycles, result.describe_mismatches(4)
                 np.testing.assert_array_equal(run.outputs[result.job_id], expected)

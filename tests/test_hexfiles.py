@@ -18,7 +18,7 @@ def test_index_entries_decode_to_bcsr():
     mask = rng.random((8, 8)) < 0.3
     mask[3] = False
     layer = random_layer(spec, rng, 16, 32, block_mask=mask)
-    row_ptr, col_idx, row = [0], [], 0
+    row_ptr, col_idx = [0], []
     for entry in index_entries(layer).tolist():
         empty, last = entry >> (INDEX_COL_BITS + 1) & 1, entry >> INDEX_COL_BITS & 1
         if not empty:

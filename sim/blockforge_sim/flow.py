@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import tempfile
 import time
@@ -227,8 +226,8 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
         from blockforge.export import export_model
         from blockforge.image import read_image, write_manifest
 
-        result = export_model(pruned_dir, spec, _task(config, sched), calib=config.calib,
-                              max_length=config.max_length, output=image_path, model_source=str(pruned_dir))
+        export_model(pruned_dir, spec, _task(config, sched), calib=config.calib,
+                     max_length=config.max_length, output=image_path, model_source=str(pruned_dir))
         image = read_image(image_path, spec)
         write_manifest(out / "manifest.json", image)
         return {"layers": len(image.layers), "bytes": image.file_size,

@@ -352,6 +352,3 @@ def summarize(stats: Sequence[dict]) -> dict:
         "wall_seconds": round(sum(s["wall_seconds"] for s in stats), 2),
     }
 
-
-def to_json(run: SessionRun) -> str:
-    return json.dumps({"results": [r.__dict__ for r in run.results], "wall_seconds": run.wall_seconds})
