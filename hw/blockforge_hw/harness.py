@@ -16,8 +16,8 @@ from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import memory
 
 from blockforge.estimate import bandwidth_bucket
-from blockforge.hexfiles import (SHIFT_BITS, activation_stride, index_entries, pack_lanes)
-from blockforge.layer import BlockSparseLayer, pack_tile_words
+from blockforge.hexfiles import activation_words, layer_words
+from blockforge.layer import BlockSparseLayer
 from blockforge.spec import Spec
 
 from .engine import Engine
@@ -28,30 +28,21 @@ __all__ = ["Harness", "harness_images"]
 
 
 def harness_images(layer: BlockSparseLayer, spec: Spec, x_q: np.ndarray) -> dict[str, list[int]]:
-    """Memory contents for one layer and activations (int (in, N)), as lists of words."""
-    br, bc = spec.block.rows, spec.block.cols
-    nb = spec.numerics
-    x = np.asarray(x_q, dtype=np.int64)
-    n_tokens = x.shape[1]
-    stride = activation_stride(spec.buffers.max_tokens)
-    padded = np.zeros((layer.padded_in, n_tokens), dtype=np.int64)
-    padded[: x.shape[0]] = x
-    act = [0] * (layer.n_block_cols * stride)
-    for c in range(layer.n_block_cols):
-        words = pack_lanes(padded[c * bc:(c + 1) * bc].T, 8)
-        act[c * stride: c * stride + n_tokens] = words
-    bias = pack_lanes(layer.bias.reshape(-1, br), nb.acc_bits)
-    mult = pack_lanes(layer.multiplier.reshape(-1, br), nb.multiplier_bits)
-    shift = pack_lanes(layer.shift.reshape(-1, br), SHIFT_BITS)
-    lane_bits = br * nb.acc_bits
-    mult_bits = br * nb.multiplier_bits
-    params = [b | (mm << lane_bits) | (s << (lane_bits + mult_bits)) for b, mm, s in zip(bias, mult, shift)]
+    """Memory contents for one layer and activations (int (in, N)), as lists of words: the words of
+    :mod:`blockforge.hexfiles`, with bias, multiplier and shift joined into the one params word the
+    harness's memory returns."""
+    words = layer_words(layer, spec)
+    act = activation_words(x_q, spec, in_features=layer.in_features, where=layer.name)
+    lane_bits = spec.block.rows * spec.numerics.acc_bits
+    mult_bits = spec.block.rows * spec.numerics.multiplier_bits
+    params = [b | (m << lane_bits) | (s << (lane_bits + mult_bits))
+              for b, m, s in zip(words["bias"], words["multiplier"], words["shift"])]
     return {
-        "weights": [int(w) for w in pack_tile_words(layer.tiles, spec.memory.weight_bus_bits)],
-        "index": [int(e) for e in index_entries(layer)],
+        "weights": words["weights"],
+        "index": words["index"],
         "act": act,
         "params": params,
-        "config": [n_tokens, layer.n_block_rows, layer.n_block_cols, layer.nnz_blocks],
+        "config": [np.asarray(x_q).shape[1], layer.n_block_rows, layer.n_block_cols, layer.nnz_blocks],
     }
 
 

@@ -34,7 +34,8 @@ from .spec import Spec
 
 __all__ = [
     "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES",
-    "activation_stride", "default_depths", "index_entries", "pack_lanes", "write_hex",
+    "activation_stride", "activation_words", "default_depths", "index_entries", "layer_words", "pack_lanes",
+    "write_hex",
     "write_activations", "write_config", "read_hex", "read_outputs",
 ]
 
@@ -99,18 +100,22 @@ def _write_words(path: Path, words: Iterable[int], bits: int) -> Path:
     return path
 
 
-def write_activations(x_q: np.ndarray, spec: Spec, path: str | Path, *, in_features: int | None = None) -> Path:
-    """Write int8 activations (in, N) as the activation memory (module docstring layout)."""
+def activation_words(x_q: np.ndarray, spec: Spec, *, in_features: int | None = None,
+                     where: str = "activations") -> list[int]:
+    """The activation memory for int8 activations (in, N) (module docstring layout).
+
+    Raises UsageError, naming ``where``, for a non-integer or out-of-range array or N outside
+    1..max_tokens."""
     x = np.asarray(x_q)
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
-        raise UsageError(f"{path}: activations must be a 2-D integer array (in, N), got {x.shape} {x.dtype}")
+        raise UsageError(f"{where}: activations must be a 2-D integer array (in, N), got {x.shape} {x.dtype}")
     if in_features is not None and x.shape[0] != in_features:
-        raise UsageError(f"{path}: activations have {x.shape[0]} rows, the layer takes {in_features}")
+        raise UsageError(f"{where}: activations have {x.shape[0]} rows, the layer takes {in_features}")
     if x.size and (x.min() < -128 or x.max() > 127):
-        raise UsageError(f"{path}: activations outside the int8 range [{x.min()}, {x.max()}]")
+        raise UsageError(f"{where}: activations outside the int8 range [{x.min()}, {x.max()}]")
     n_tokens = x.shape[1]
     if not 1 <= n_tokens <= spec.buffers.max_tokens:
-        raise UsageError(f"{path}: N = {n_tokens} tokens, the engine takes 1..{spec.buffers.max_tokens}")
+        raise UsageError(f"{where}: N = {n_tokens} tokens, the engine takes 1..{spec.buffers.max_tokens}")
     bc = spec.block.cols
     stride = activation_stride(spec.buffers.max_tokens)
     padded_in = -(-x.shape[0] // bc) * bc
@@ -122,12 +127,40 @@ def write_activations(x_q: np.ndarray, spec: Spec, path: str | Path, *, in_featu
     words[:, :] = 0
     lane_words = np.array(pack_lanes(slices.reshape(-1, bc), 8), dtype=object).reshape(n_cols, n_tokens)
     words[:, :n_tokens] = lane_words
-    return _write_words(Path(path), words.reshape(-1), 8 * bc)
+    return [int(w) for w in words.reshape(-1)]
+
+
+def write_activations(x_q: np.ndarray, spec: Spec, path: str | Path, *, in_features: int | None = None) -> Path:
+    """Write int8 activations (in, N) as the activation memory (module docstring layout)."""
+    words = activation_words(x_q, spec, in_features=in_features, where=str(path))
+    return _write_words(Path(path), words, 8 * spec.block.cols)
 
 
 def write_config(path: str | Path, *, n_tokens: int, n_block_rows: int, n_block_cols: int, n_tiles: int) -> Path:
     """Write the four-word layer configuration the simulation top feeds the engine."""
     return _write_words(Path(path), [n_tokens, n_block_rows, n_block_cols, n_tiles], CONFIG_WORD_BITS)
+
+
+def layer_words(layer: BlockSparseLayer, spec: Spec) -> dict[str, list[int]]:
+    """The words of a layer's memories: ``weights``, ``index``, ``bias``, ``multiplier``, ``shift``
+    (module docstring layouts). Raises UsageError if the layer was built for another block shape, does
+    not fit the spec, or has a multiplier or shift the engine cannot hold."""
+    if (layer.block_rows, layer.block_cols) != (spec.block.rows, spec.block.cols):
+        raise UsageError(f"{layer.name}: layer has {layer.block_rows}x{layer.block_cols} blocks, spec "
+                         f"{spec.name} has {spec.block.rows}x{spec.block.cols}")
+    spec.tiling(layer.out_features, layer.in_features, layer=layer.name)
+    br, nb = spec.block.rows, spec.numerics
+    if np.any(layer.shift < 0) or np.any(layer.shift >= 1 << SHIFT_BITS):
+        raise UsageError(f"{layer.name}: requantization shifts must lie in [0, {(1 << SHIFT_BITS) - 1}]")
+    if np.any(layer.multiplier < 0) or np.any(layer.multiplier >= 1 << nb.multiplier_bits):
+        raise UsageError(f"{layer.name}: multipliers must lie in [0, 2^{nb.multiplier_bits})")
+    return {
+        "weights": [int(w) for w in pack_tile_words(layer.tiles, spec.memory.weight_bus_bits)],
+        "index": index_entries(layer).tolist(),
+        "bias": pack_lanes(layer.bias.reshape(-1, br), nb.acc_bits),
+        "multiplier": pack_lanes(layer.multiplier.reshape(-1, br), nb.multiplier_bits),
+        "shift": pack_lanes(layer.shift.reshape(-1, br), SHIFT_BITS),
+    }
 
 
 def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.ndarray | None = None,
@@ -139,29 +172,13 @@ def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.
     start with status ``bad_tokens`` until a config with N is written by :func:`write_config`).
     Raises UsageError if the layer was built for another block shape.
     """
-    if (layer.block_rows, layer.block_cols) != (spec.block.rows, spec.block.cols):
-        raise UsageError(f"{layer.name}: layer has {layer.block_rows}x{layer.block_cols} blocks, spec "
-                         f"{spec.name} has {spec.block.rows}x{spec.block.cols}")
-    spec.tiling(layer.out_features, layer.in_features, layer=layer.name)
+    words = layer_words(layer, spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     br, nb = spec.block.rows, spec.numerics
-    if np.any(layer.shift < 0) or np.any(layer.shift >= 1 << SHIFT_BITS):
-        raise UsageError(f"{layer.name}: requantization shifts must lie in [0, {(1 << SHIFT_BITS) - 1}]")
-    if np.any(layer.multiplier < 0) or np.any(layer.multiplier >= 1 << nb.multiplier_bits):
-        raise UsageError(f"{layer.name}: multipliers must lie in [0, 2^{nb.multiplier_bits})")
-    paths = {
-        "weights": _write_words(out / "weights.hex", pack_tile_words(layer.tiles, spec.memory.weight_bus_bits),
-                                spec.memory.weight_bus_bits),
-        "index": _write_words(out / "index.hex", index_entries(layer).tolist(), INDEX_ENTRY_BITS),
-        "bias": _write_words(out / "bias.hex", pack_lanes(layer.bias.reshape(-1, br), nb.acc_bits),
-                             br * nb.acc_bits),
-        "multiplier": _write_words(out / "multiplier.hex",
-                                   pack_lanes(layer.multiplier.reshape(-1, br), nb.multiplier_bits),
-                                   br * nb.multiplier_bits),
-        "shift": _write_words(out / "shift.hex", pack_lanes(layer.shift.reshape(-1, br), SHIFT_BITS),
-                              br * SHIFT_BITS),
-    }
+    widths = {"weights": spec.memory.weight_bus_bits, "index": INDEX_ENTRY_BITS, "bias": br * nb.acc_bits,
+              "multiplier": br * nb.multiplier_bits, "shift": br * SHIFT_BITS}
+    paths = {name: _write_words(out / f"{name}.hex", words[name], bits) for name, bits in widths.items()}
     if x_q is not None:
         paths["act"] = write_activations(x_q, spec, out / "act.hex", in_features=layer.in_features)
         n_tokens = np.asarray(x_q).shape[1]
