@@ -12,13 +12,14 @@ from typing import Sequence
 import numpy as np
 from amaranth.sim import Simulator
 
+from blockforge.hexfiles import unpack_outputs
 from blockforge.layer import BlockSparseLayer
 from blockforge.spec import Spec
 
 from .harness import Harness, harness_images
 from .layouts import status_names
 
-__all__ = ["RunResult", "run_layer", "run_layers", "unpack_outputs"]
+__all__ = ["RunResult", "run_layer", "run_layers"]
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,6 @@ class RunResult:
     @property
     def status_names(self) -> list[str]:
         return status_names(self.status)
-
-
-def unpack_outputs(words: list[int], layer: BlockSparseLayer, rows: int, n_tokens: int) -> np.ndarray:
-    """Output words (block row-major, token-minor; BR int8 lanes each) → y (out_features, N)."""
-    y = np.zeros((layer.padded_out, n_tokens), dtype=np.int64)
-    for k, word in enumerate(words[: layer.n_block_rows * n_tokens]):
-        r, n = divmod(k, n_tokens)
-        for i in range(rows):
-            byte = (word >> (8 * i)) & 0xFF
-            y[r * rows + i, n] = byte - 256 if byte >= 128 else byte
-    return y[: layer.out_features]
 
 
 def run_layer(spec: Spec, layer: BlockSparseLayer, x_q: np.ndarray, *, weight_stall: int = 0,
@@ -106,6 +96,6 @@ def run_layers(spec: Spec, jobs: Sequence[tuple[BlockSparseLayer, np.ndarray]], 
     runs = []
     for (layer, _), images, result in zip(jobs, all_images, results):
         ok = not result["timed_out"] and result["status"] == 0
-        y = unpack_outputs(result["words"], layer, spec.block.rows, images["config"][0]) if ok else None
+        y = unpack_outputs(result["words"], layer, spec, images["config"][0]) if ok else None
         runs.append(RunResult(y, result["cycles"], result["status"], result["words"], result["timed_out"]))
     return runs

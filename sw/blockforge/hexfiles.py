@@ -24,7 +24,7 @@ The engine emits, per block row r and token n in that order, one word of BR int8
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ __all__ = [
     "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES",
     "activation_stride", "activation_words", "default_depths", "index_entries", "layer_words", "pack_lanes",
     "write_hex",
-    "write_activations", "write_config", "read_hex", "read_outputs",
+    "write_activations", "write_config", "read_hex", "read_outputs", "unpack_outputs",
 ]
 
 CONFIG_WORD_BITS = 32
@@ -208,17 +208,22 @@ def read_hex(path: str | Path) -> list[int]:
     return words
 
 
-def read_outputs(path: str | Path, layer: BlockSparseLayer, spec: Spec, n_tokens: int) -> np.ndarray:
-    """Reassemble the engine's output words (``out.hex``) into y (out_features, N), int64."""
+def unpack_outputs(words: Sequence[int], layer: BlockSparseLayer, spec: Spec, n_tokens: int) -> np.ndarray:
+    """The engine's output words (block row-major, token-minor; BR int8 lanes each) → y (out_features, N)."""
     br = spec.block.rows
-    words = read_hex(path)
-    need = layer.n_block_rows * n_tokens
-    if len(words) < need:
-        raise ImageError(f"{path}: {len(words)} output words, expected {need}")
     y = np.zeros((layer.padded_out, n_tokens), dtype=np.int64)
-    for k, word in enumerate(words[:need]):
+    for k, word in enumerate(words[: layer.n_block_rows * n_tokens]):
         r, n = divmod(k, n_tokens)
         for i in range(br):
             byte = (word >> (8 * i)) & 0xFF
             y[r * br + i, n] = byte - 256 if byte >= 128 else byte
     return y[: layer.out_features]
+
+
+def read_outputs(path: str | Path, layer: BlockSparseLayer, spec: Spec, n_tokens: int) -> np.ndarray:
+    """Reassemble the engine's output words (``out.hex``) into y (out_features, N), int64."""
+    words = read_hex(path)
+    need = layer.n_block_rows * n_tokens
+    if len(words) < need:
+        raise ImageError(f"{path}: {len(words)} output words, expected {need}")
+    return unpack_outputs(words, layer, spec, n_tokens)
