@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 import yaml
 
 from blockforge.errors import UsageError
+from blockforge.fsutil import atomic_write
 from blockforge.spec import DEFAULT_SPEC, load_spec
 
 # Data sizes per preset; the training schedule comes from blockforge.prune (its one owner).
@@ -112,11 +111,7 @@ def _digest(data: Any) -> str:
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True, default=float)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(data, indent=1, sort_keys=True, default=float).encode())
 
 
 class Stages:
@@ -353,9 +348,7 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
                          "rtl_cycles": r.cycles, "estimated_cycles": r.estimated_cycles,
                          "cycles_equal": r.cycles == r.estimated_cycles, "status": r.status_names,
                          "timed_out": r.timed_out, "sim_seconds": round(r.sim_seconds, 3)})
-    with open(target.with_suffix(".tmp"), "w") as handle:
-        handle.writelines(json.dumps(row, sort_keys=True) + "\n" for row in rows)
-    os.replace(target.with_suffix(".tmp"), target)
+    atomic_write(target, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode())
     cycles = sum(r["rtl_cycles"] for r in rows)
     seconds = sum(r["sim_seconds"] for r in rows)
     return {"layers": len(rows), "elements": sum(r["elements"] for r in rows),

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import ImageError, SpecError
+from .fsutil import atomic_write
 from .layer import BlockSparseLayer
 from .spec import Spec, load_spec, spec_from_dict
 
@@ -306,27 +306,10 @@ def encode_image(layers: Sequence[BlockSparseLayer], spec: Spec | str, metadata:
 
 
 def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+        atomic_write(path, chunks)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with handle:
-            for chunk in chunks:
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException as exc:
-        try:
-            os.unlink(handle.name)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise ImageError(f"{path}: cannot write: {exc.strerror or exc}") from None
-        raise
 
 
 def write_image(path: str | os.PathLike, layers: Sequence[BlockSparseLayer], spec: Spec | str,

@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from .fsutil import atomic_write
 from .layer import BlockSparseLayer
 from .spec import Spec
 
@@ -129,21 +128,9 @@ def write_report(out_html: str | Path, spec: Spec, layers: Sequence[BlockSparseL
 
     written = []
     for key, data in images.items():
-        written.append(_atomic_write(Path(f"{stem}_{key}.png"), data))
-    written.append(_atomic_write(out_html, _html(title, spec, rows, totals, images, rtl_rows).encode()))
+        written.append(atomic_write(Path(f"{stem}_{key}.png"), data))
+    written.append(atomic_write(out_html, _html(title, spec, rows, totals, images, rtl_rows).encode()))
     return written
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _html(title, spec, rows, totals, images, rtl_rows) -> str:
