@@ -49,35 +49,39 @@ def _is_image(source: str) -> bool:
     return path.is_file()
 
 
-def model_weights(source: str) -> list[tuple[str, "object"]]:
-    """(name, float weight (out, in)) of every prunable linear of a model folder (or 'default')."""
+def load_for_estimate(source: str):
+    """The model of a folder (or 'default') whose prunable linears are priced."""
     from ..models import load_model
-    from ..prune.roles import find_prunable_linears
 
-    loaded = load_model(source, labels=None, num_labels=2)
-    return [(p.name, p.module.weight.detach().float().cpu().numpy()) for p in find_prunable_linears(loaded.model)]
+    return load_model(source, labels=None, num_labels=2).model
 
 
-def _magnitude_prune(weight, spec, sparsity: float, name: str):
-    import numpy as np
+def model_block_shapes(model, spec, what_if_sparsity: float | None = None) -> list:
+    """The cycle model's view of a model's prunable linears under ``spec``: which blocks hold a non-zero
+    weight, after first block-magnitude pruning each layer to ``what_if_sparsity`` (no retraining) if
+    given — with the pruning package's own criterion and masking."""
+    import torch
 
-    t = spec.tiling(*weight.shape, layer=name)
-    br, bc = spec.block.rows, spec.block.cols
-    padded = np.zeros((t.padded_out, t.padded_in), dtype=np.float32)
-    padded[: weight.shape[0], : weight.shape[1]] = weight
-    blocks = padded.reshape(t.block_rows, br, t.block_cols, bc)
-    norms = np.sqrt((blocks ** 2).sum(axis=(1, 3))).reshape(-1)
-    n_prune = int(round(sparsity * norms.size))
-    keep = np.ones(norms.size, dtype=bool)
-    keep[np.argsort(norms, kind="stable")[:n_prune]] = False
-    blocks = blocks * keep.reshape(t.block_rows, 1, t.block_cols, 1)
-    return blocks.reshape(t.padded_out, t.padded_in)[: weight.shape[0], : weight.shape[1]]
+    from ..perf import LayerShape
+    from ..prune.criterion import block_norms
+    from ..prune.masking import lowest_blocks_mask
+    from ..prune.pattern import prunable_layers
+
+    shapes = []
+    with torch.no_grad():
+        for layer in prunable_layers(model, spec):
+            norms = block_norms(layer.weight.detach().double(), layer.layout)   # float64: no underflow to 0
+            keep = norms != 0
+            if what_if_sparsity is not None:
+                keep &= lowest_blocks_mask(norms, int(round(what_if_sparsity * layer.layout.n_blocks)))
+            shapes.append(LayerShape(layer.name, keep.numpy(), *layer.weight.shape))
+    return shapes
 
 
 def _estimate(args: argparse.Namespace) -> None:
     from ..errors import UsageError
     from ..image import read_image
-    from ..perf import estimate_layers, format_table, masks_from_weights
+    from ..perf import estimate_layers, format_table
     from ..prune.schedule import check_sparsity
     from ..spec import load_spec
 
@@ -87,14 +91,10 @@ def _estimate(args: argparse.Namespace) -> None:
                              "bound to the spec it was built for")
         if args.what_if_sparsity is not None:
             check_sparsity(args.what_if_sparsity, "--what-if-sparsity")
-        weights = model_weights(args.source)
         specs = [load_spec(s) for s in args.sweep_spec]
-        lines = []
-        for spec in specs:
-            named = weights if args.what_if_sparsity is None else [
-                (n, _magnitude_prune(w, spec, args.what_if_sparsity, n)) for n, w in weights]
-            totals = estimate_layers(spec, masks_from_weights(named, spec), _tokens(spec, args.tokens))["totals"]
-            lines.append(totals)
+        model = load_for_estimate(args.source)
+        lines = [estimate_layers(spec, model_block_shapes(model, spec, args.what_if_sparsity),
+                                 _tokens(spec, args.tokens))["totals"] for spec in specs]
         if args.json:
             print(json.dumps({"source": args.source, "what_if_sparsity": args.what_if_sparsity, "specs": lines},
                              sort_keys=True))
@@ -114,7 +114,7 @@ def _estimate(args: argparse.Namespace) -> None:
     if _is_image(args.source):
         layers = read_image(args.source, spec).layers
     else:
-        layers = masks_from_weights(model_weights(args.source), spec)
+        layers = model_block_shapes(load_for_estimate(args.source), spec)
     result = estimate_layers(spec, layers, n_tokens)
     if args.json:
         print(json.dumps({"source": args.source, **result}, sort_keys=True))
