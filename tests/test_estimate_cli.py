@@ -138,3 +138,19 @@ def test_report_writes_self_contained_html_with_plots(image, tmp_path, capsys):
     for key in ("blocks", "sparsity", "cycles", "utilization", "estimate_vs_rtl"):
         assert (tmp_path / "out" / f"report_{key}.png").stat().st_size > 1000
     assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_sweep_on_the_default_model_at_equal_sparsity(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["estimate", "default", "--sweep-spec", "tile8", "row1x48", "--what-if-sparsity", "0.5",
+                 "--tokens", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {row["spec"]: row for row in out["specs"]}
+    assert set(rows) == {"tile8", "row1x48"} and out["what_if_sparsity"] == 0.5
+    for row in rows.values():
+        assert row["block_sparsity"] == 0.5                    # 36 layers, every block count is even
+        assert row["dense_cycles"] > row["cycles"] >= row["roofline_cycles"]
+    assert rows["tile8"]["speedup"] >= 0.95 / 0.5
+    assert main(["estimate", "default", "--spec", "tile8", "--tokens", "8", "--json"]) == 0
+    dense = json.loads(capsys.readouterr().out)["totals"]
+    assert dense["block_sparsity"] == 0.0 and dense["cycles"] == dense["dense_cycles"]
