@@ -9,9 +9,17 @@ Entry points (all take a frozen :class:`PruneConfig`):
   ``pruning.json`` (the report) + ``block_masks.safetensors`` (keep-mask per layer, 1 = kept).
 
 Methods: ``bsp`` (all four phases), ``magnitude`` (one-shot block-magnitude pruning of the dense
-model, no retraining), ``magnitude-retrain`` (one-shot, then masked retraining). The dense phase is
-skipped when the model's classifier head came from its checkpoint (an already fine-tuned model) or when
+model, no retraining), ``magnitude-retrain`` (one-shot, then masked retraining), ``magnitude-gradual``
+(Zhu & Gupta: the bsp phase's steps ramp the block sparsity up on a cubic schedule, pruning the
+lowest-norm blocks every ``reweight_period`` steps, then masked retraining). The dense phase is skipped
+when the model's classifier head came from its checkpoint (an already fine-tuned model) or when
 ``schedule.dense_epochs`` is 0.
+
+``bsp`` has two regularizers: ``prox`` (default: proximal group soft-threshold, calibrated λ, Adam
+metric, cap and budget, each switchable in :class:`~.schedule.Schedule`) and ``paper`` (the authors'
+formulation: λ Σ α_g ‖W_g‖ added to the loss with a fixed λ per layer, α refreshed at every epoch start,
+nothing else). ``allocation`` ``global`` turns ``sparsity`` into the overall block sparsity of the
+prunable weights, spread over layers by a global ranking of normalized block norms of the dense model.
 """
 
 from __future__ import annotations
@@ -36,11 +44,15 @@ from .criterion import block_norms
 from .masking import MaskEnforcer, hard_prune, lowest_blocks_mask, pruned_block_counts, zero_block_counts
 from .pattern import PrunableLayer, prunable_layers
 from .regularizer import ReweightedGroupLasso, adam_block_scale
-from .schedule import Schedule, auto_lambda, check_sparsity, load_ratios, phase_steps, resolve_ratios
+from .schedule import (PAPER_LAMBDA, Schedule, auto_lambda, check_sparsity, cubic_sparsity, global_ratios,
+                       load_lambdas, load_ratios, phase_steps, resolve_ratios)
 
-__all__ = ["METHODS", "PruneConfig", "PruneResult", "DEMO_SCHEDULE", "prune_model", "run_pruning", "save_pruned"]
+__all__ = ["ALLOCATIONS", "DEVICES", "METHODS", "REGULARIZERS", "PruneConfig", "PruneResult", "DEMO_SCHEDULE", "prune_model", "run_pruning", "save_pruned"]
 
-METHODS = ("bsp", "magnitude", "magnitude-retrain")
+METHODS = ("bsp", "magnitude", "magnitude-retrain", "magnitude-gradual")
+REGULARIZERS = ("prox", "paper")
+ALLOCATIONS = ("uniform", "global")
+DEVICES = ("auto", "cpu", "cuda")
 REPORT_NAME = "pruning.json"
 MASKS_NAME = "block_masks.safetensors"
 
@@ -56,7 +68,11 @@ class PruneConfig:
 
     model: ``default``, a local HF folder or a hub name. task: see :func:`blockforge.data.load_task`.
     spec: shipped spec name or YAML path. sparsity: target block sparsity in [0, 1) of every prunable
-    layer, unless ``ratios`` names a YAML ratios file (:mod:`.schedule`). train_size / dev_size: caps
+    layer (``allocation="uniform"``) or of all prunable weights together, spread over the layers by a
+    global ranking of normalized block norms (``"global"``), unless ``ratios`` names a YAML ratios file
+    (:mod:`.schedule`). regularizer: ``prox`` or ``paper`` (bsp only); lambda_file: YAML of fixed λ per
+    layer (paper mode, or a fixed λ for prox). device: ``auto`` (CUDA when present, else CPU), ``cpu``
+    or ``cuda`` (UsageError if no CUDA device is there). train_size / dev_size: caps
     on the task's examples (None = task default). distill: knowledge distillation from the dense model
     during masked retraining. zero_threshold: block norm under which a block counts as driven to zero
     by the regularizer (reported, not used for pruning). threads: torch intra-op threads (None = as is).
@@ -85,11 +101,24 @@ class PruneConfig:
     progress: bool = True
     checkpoint_dir: str | None = None
     evaluate_dense: bool = True
+    regularizer: str = "prox"
+    lambda_file: str | None = None
+    allocation: str = "uniform"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         check_sparsity(self.sparsity)
-        if self.method not in METHODS:
-            raise UsageError(f"method: unknown method {self.method!r} (known: {', '.join(METHODS)})")
+        for name, value, known in (("method", self.method, METHODS), ("regularizer", self.regularizer, REGULARIZERS),
+                                   ("allocation", self.allocation, ALLOCATIONS), ("device", self.device, DEVICES)):
+            if value not in known:
+                raise UsageError(f"{name}: unknown {name} {str(value)[:40]!r} (known: {', '.join(known)})")
+        if self.method != "bsp" and (self.regularizer != "prox" or self.lambda_file):
+            what = "--regularizer paper" if self.regularizer != "prox" else "--lambda-file"
+            raise UsageError(f"{what}: applies to --method bsp only, not {self.method}")
+        if self.lambda_file and self.schedule.lam is not None:
+            raise UsageError("--lambda and --lambda-file: give one λ source, not both")
+        if self.allocation == "global" and self.ratios:
+            raise UsageError("--allocation global and --ratios: the ratios file already fixes every layer's ratio")
         for name in ("batch_size", "max_length"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise UsageError(f"{name.replace('_', '-')}: must be a positive integer, not {getattr(self, name)!r}")
@@ -164,7 +193,7 @@ def prune_model(config: PruneConfig) -> PruneResult:
         torch.set_num_threads(config.threads)
     spec = load_spec(config.spec)
     task = load_task(config.task, train_size=config.train_size, dev_size=config.dev_size)
-    accelerator = Accelerator(cpu=True)
+    accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu")
     set_seed(config.seed)
     loaded = load_model(config.model, labels=task.labels)
     model = loaded.model
@@ -173,6 +202,7 @@ def prune_model(config: PruneConfig) -> PruneResult:
     names = [layer.name for layer in layers]
     ratios = (load_ratios(config.ratios, names, config.sparsity) if config.ratios
               else resolve_ratios(names, config.sparsity))
+    fixed_lambda = load_lambdas(config.lambda_file, names) if config.lambda_file else None
 
     train_split = tokenize(tokenizer, task.train, config.max_length)
     dev_split = tokenize(tokenizer, task.dev, config.max_length)
@@ -194,6 +224,7 @@ def prune_model(config: PruneConfig) -> PruneResult:
         "hyperparameters": config.to_dict(),
         "data": task.describe(),
         "processes": accelerator.num_processes,
+        "device": str(accelerator.device),
         "phases": {},
         "metrics": {},
     }
@@ -202,7 +233,9 @@ def prune_model(config: PruneConfig) -> PruneResult:
     done_phases = set(resumed["phases_done"]) if resumed else set()
     if resumed:
         report.update({k: v for k, v in resumed["report"].items()
-                       if k in ("phases", "metrics", "bsp", "below_threshold_before_prune")})
+                       if k in ("phases", "metrics", "bsp", "ramp", "below_threshold_before_prune", "allocation")})
+        if "ratios" in resumed["report"]:
+            ratios = resumed["report"]["ratios"]
         report["resumed_after"] = resumed["phases_done"][-1]
 
     model = accelerator.prepare(model)
@@ -234,6 +267,10 @@ def prune_model(config: PruneConfig) -> PruneResult:
             train("dense", 1, sched.dense_epochs, sched.learning_rate, constant=False)
         if config.evaluate_dense:
             evaluate("dense")
+        if config.allocation == "global":
+            ratios = global_ratios(layers, config.sparsity)
+    report["ratios"] = ratios
+    report["allocation"] = {"mode": config.allocation, "overall_target": _target_fraction(layers, ratios)}
     if resumed and resumed["magnitude_masks"]:
         magnitude_masks = resumed["magnitude_masks"]
     else:
@@ -250,10 +287,18 @@ def prune_model(config: PruneConfig) -> PruneResult:
 
     # (2) reweighted group Lasso (proximal)
     if config.method == "bsp" and "bsp" not in done_phases:
-        _bsp_phase(config, layers, ratios, batches, report, train, accelerator)
+        if config.regularizer == "paper":
+            _paper_phase(config, layers, ratios, batches, report, train, fixed_lambda)
+        else:
+            _bsp_phase(config, layers, ratios, batches, report, train, fixed_lambda)
         evaluate("after_bsp")
         if checkpoint:
             checkpoint.save("bsp", unwrapped, report, {}, magnitude_masks)
+    if config.method == "magnitude-gradual" and "ramp" not in done_phases:
+        _gradual_phase(config, layers, ratios, batches, report, train)
+        evaluate("after_ramp")
+        if checkpoint:
+            checkpoint.save("ramp", unwrapped, report, {}, magnitude_masks)
 
     # (3) hard prune
     if "prune" not in done_phases:
@@ -289,18 +334,35 @@ def prune_model(config: PruneConfig) -> PruneResult:
     return PruneResult(unwrapped, tokenizer, {k: v.cpu() for k, v in block_masks.items()}, report)
 
 
+def resolve_device(device: str) -> str:
+    """``cpu`` or ``cuda`` for a :class:`PruneConfig` device; UsageError if ``cuda`` is not there.
+
+    ``auto`` is CUDA when a CUDA device is available, else CPU (then accelerate runs data parallel over
+    gloo under torchrun).
+    """
+    if device not in DEVICES:
+        raise UsageError(f"device: unknown device {str(device)[:40]!r} (known: {', '.join(DEVICES)})")
+    available = torch.cuda.is_available()
+    if device == "cuda" and not available:
+        raise UsageError("device: cuda requested but no CUDA device is available (use --device cpu or auto)")
+    return "cuda" if device == "cuda" or (device == "auto" and available) else "cpu"
+
+
 def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[str, float], batches,
-               report: dict, train, accelerator) -> None:
+               report: dict, train, fixed_lambda: dict[str, float] | None) -> None:
     sched = config.schedule
     steps = phase_steps(sched.bsp_epochs, batches.steps_per_epoch)
-    if sched.lam is None:
+    if fixed_lambda is not None:
+        lam = {name: (value if ratios[name] > 0 else 0.0) for name, value in fixed_lambda.items()}
+    elif sched.lam is None:
         lam = auto_lambda(layers, ratios, [sched.bsp_learning_rate] * steps, sched.reweight_period,
                           sched.epsilon, sched.lambda_scale)
     else:
         lam = {layer.name: (sched.lam if ratios[layer.name] > 0 else 0.0) for layer in layers}
     cap = (None if sched.cap_margin is None else
            {name: ratio + sched.cap_margin * (1.0 - ratio) for name, ratio in ratios.items()})
-    regularizer = ReweightedGroupLasso(layers, lam, sched.epsilon, budget=pruned_block_counts(layers, ratios),
+    regularizer = ReweightedGroupLasso(layers, lam, sched.epsilon,
+                                       budget=pruned_block_counts(layers, ratios) if sched.budget else None,
                                        cap=cap)
     history = []
 
@@ -321,11 +383,13 @@ def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[st
               before_step=before_step, after_step=after_step)
     target = _target_fraction(layers, ratios)
     report["bsp"] = {
-        "lambda": {"mode": "auto" if sched.lam is None else "fixed", "scale": sched.lambda_scale,
-                   "per_layer": {k: float(f"{v:.6g}") for k, v in lam.items()}},
+        "regularizer": "prox",
+        "lambda": {"mode": "auto" if sched.lam is None and fixed_lambda is None else "fixed",
+                   "scale": sched.lambda_scale, "per_layer": {k: float(f"{v:.6g}") for k, v in lam.items()}},
         "epsilon": sched.epsilon,
         "preconditioned": sched.preconditioned,
         "cap_margin": sched.cap_margin,
+        "budget": sched.budget,
         "reweight_period_steps": sched.reweight_period,
         "zero_threshold": config.zero_threshold,
         "below_threshold_fraction": regularizer.zero_block_fraction(config.zero_threshold),
@@ -333,6 +397,70 @@ def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[st
         "layers_at_budget": len(regularizer.frozen),
         "history": history,
     }
+
+
+def _paper_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[str, float], batches,
+                 report: dict, train, fixed_lambda: dict[str, float] | None) -> None:
+    """The authors' formulation: loss + λ Σ_g α_g ‖W_g‖₂ under AdamW, fixed λ per layer, α refreshed at
+    the start of every epoch of the phase; no proximal step, cap, budget or Adam metric."""
+    sched = config.schedule
+    steps = phase_steps(sched.bsp_epochs, batches.steps_per_epoch)
+    default = PAPER_LAMBDA if sched.lam is None else sched.lam
+    lam = {layer.name: (fixed_lambda[layer.name] if fixed_lambda is not None else default)
+           if ratios[layer.name] > 0 else 0.0 for layer in layers}
+    regularizer = ReweightedGroupLasso(layers, lam, sched.epsilon)
+    milestones = []
+
+    def before_step(step: int) -> None:
+        if step % batches.steps_per_epoch == 0:
+            regularizer.reweight()
+            milestones.append(step)
+
+    if steps:
+        train("bsp", 2, sched.bsp_epochs, sched.bsp_learning_rate, constant=True, before_step=before_step,
+              penalty=regularizer.penalty)
+    report["bsp"] = {
+        "regularizer": "paper",
+        "lambda": {"mode": "fixed", "file": config.lambda_file,
+                   "per_layer": {k: float(f"{v:.6g}") for k, v in lam.items()}},
+        "epsilon": sched.epsilon,
+        "reweight_milestones_steps": milestones,
+        "zero_threshold": config.zero_threshold,
+        "below_threshold_fraction": regularizer.zero_block_fraction(config.zero_threshold),
+        "target_block_fraction": _target_fraction(layers, ratios),
+    }
+
+
+def _gradual_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[str, float], batches,
+                   report: dict, train) -> None:
+    """Gradual block-magnitude pruning (Zhu & Gupta): every ``reweight_period`` steps (and at the last
+    step) each layer's lowest-norm blocks are pruned up to ``cubic_sparsity`` of its final count; pruned
+    blocks stay exactly zero (their norm is 0, so they stay among the lowest)."""
+    sched = config.schedule
+    steps = phase_steps(sched.bsp_epochs, batches.steps_per_epoch)
+    counts = pruned_block_counts(layers, ratios)
+    state: dict[str, Any] = {"enforcer": None}
+    history = []
+
+    def after_step(step: int, lr: float, optimizer) -> None:
+        if (step + 1) % sched.reweight_period == 0 or step + 1 == steps:
+            fraction = cubic_sparsity(step, steps, 1.0)
+            masks = {layer.name: lowest_blocks_mask(block_norms(layer.weight.detach(), layer.layout),
+                                                    int(round(fraction * counts[layer.name]))) for layer in layers}
+            if state["enforcer"] is not None:
+                state["enforcer"].remove()
+            state["enforcer"] = MaskEnforcer(layers, masks)
+            history.append({"step": step + 1, "fraction_of_target": round(fraction, 4)})
+        elif state["enforcer"] is not None:
+            state["enforcer"].apply()
+
+    try:
+        if steps:
+            train("ramp", 2, sched.bsp_epochs, sched.bsp_learning_rate, constant=True, after_step=after_step)
+    finally:
+        if state["enforcer"] is not None:
+            state["enforcer"].remove()
+    report["ramp"] = {"schedule": "cubic", "update_period_steps": sched.reweight_period, "history": history}
 
 
 def _magnitude_masks(layers: list[PrunableLayer], ratios: dict[str, float]) -> dict[str, torch.Tensor]:
@@ -386,7 +514,7 @@ class _Checkpoints:
     A run resumes only if the config fingerprint matches; the main process writes, every rank reads.
     """
 
-    ORDER = ("dense", "bsp", "prune", "retrain")
+    ORDER = ("dense", "bsp", "ramp", "prune", "retrain")
 
     def __init__(self, config: PruneConfig, accelerator):
         self.dir = Path(config.checkpoint_dir)

@@ -27,7 +27,11 @@ from ..errors import UsageError
 from .criterion import block_norms
 from .pattern import PrunableLayer
 
-__all__ = ["Schedule", "auto_lambda", "check_sparsity", "load_ratios", "phase_steps", "resolve_ratios"]
+__all__ = ["PAPER_LAMBDA", "Schedule", "auto_lambda", "check_sparsity", "cubic_sparsity", "global_ratios",
+           "load_lambdas", "load_ratios", "phase_steps", "resolve_ratios"]
+
+#: λ of the authors' code (ZLKong/BERT_demo, the per-layer YAML): the default of ``--regularizer paper``.
+PAPER_LAMBDA = 1e-4
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Schedule:
     reweight_period: int = 16
     preconditioned: bool = True          # proximal step in Adam's metric (see regularizer.adam_block_scale)
     cap_margin: float | None = 0.25      # penalize blocks below quantile r + margin·(1 − r); None = all blocks
+    budget: bool = True                  # a layer's soft-threshold zeroes at most its target number of blocks
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
 
@@ -175,3 +180,79 @@ def auto_lambda(layers: Sequence[PrunableLayer], ratios: Mapping[str, float], st
         q = float(torch.quantile(norms, ratio))
         lam[layer.name] = scale * calibrate_lambda(q, step_sizes, reweight_period, epsilon)
     return lam
+
+
+def load_lambdas(path: str | Path, layer_names: Sequence[str]) -> dict[str, float]:
+    """Fixed λ per layer from a YAML file (paper mode), as in the authors' code.
+
+    The file maps layer names (or ``fnmatch`` globs) to λ ≥ 0, optionally with a ``default:`` for the
+    layers it does not name (else ``PAPER_LAMBDA``). Later entries win. A key that matches no prunable
+    layer, a value that is not a non-negative number, or an unreadable file is a UsageError naming the
+    file and the key.
+    """
+    source = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{source}: cannot read lambda file: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{source}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not data:
+        raise UsageError(f"{source}: expected a mapping of layer names to lambda values")
+
+    def value(key: str, raw: Any) -> float:
+        if isinstance(raw, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                raw = float(raw)
+            except ValueError:
+                pass
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
+            raise UsageError(f"{source}: {key[:80]}: lambda must be a non-negative number, got {str(raw)[:40]!r}")
+        return float(raw)
+
+    entries = dict(data)
+    default = value("default", entries.pop("default", PAPER_LAMBDA))
+    lam = {name: default for name in layer_names}
+    for key, raw in entries.items():
+        if not isinstance(key, str):
+            raise UsageError(f"{source}: layer name must be a string, got {str(key)[:40]!r}")
+        matched = [name for name in layer_names if name == key or fnmatch.fnmatchcase(name, key)]
+        if not matched:
+            raise UsageError(f"{source}: {key[:80]}: matches no prunable layer (e.g. {layer_names[0]})")
+        for name in matched:
+            lam[name] = value(key, raw)
+    return lam
+
+
+@torch.no_grad()
+def global_ratios(layers: Sequence[PrunableLayer], sparsity: float) -> dict[str, float]:
+    """Per-layer block sparsities whose block-weighted mean is the overall ``sparsity``.
+
+    Every block is scored by its L2 norm divided by the mean block norm of its layer (so that layers of
+    different scale compete fairly) and the ``round(sparsity × all blocks)`` lowest scores over all
+    layers are pruned (ties by layer order, then block index). A layer keeps at least one block. The
+    ratio of a layer is its pruned count / its blocks, so :func:`~.masking.pruned_block_counts`
+    returns exactly these counts.
+    """
+    check_sparsity(sparsity)
+    scores, owners = [], []
+    for i, layer in enumerate(layers):
+        norms = block_norms(layer.weight, layer.layout).flatten().to(torch.float64).cpu()
+        mean = norms.mean()
+        scores.append(norms / mean if mean > 0 else norms)
+        owners.append(torch.full_like(norms, i, dtype=torch.long))
+    flat, owner = torch.cat(scores), torch.cat(owners)
+    total = int(round(sparsity * flat.numel()))
+    chosen = owner[torch.argsort(flat, stable=True)[:total]]
+    counts = torch.bincount(chosen, minlength=len(layers)).tolist()
+    return {layer.name: min(count, layer.layout.n_blocks - 1) / layer.layout.n_blocks
+            for layer, count in zip(layers, counts)}
+
+
+def cubic_sparsity(step: int, steps: int, final: float, initial: float = 0.0) -> float:
+    """The gradual pruning ramp of Zhu & Gupta (2017): ``s_f + (s_i − s_f)(1 − t/T)³`` after ``step + 1``
+    of ``steps`` steps (reaches ``final`` at the last step)."""
+    if steps <= 0:
+        return final
+    t = min(1.0, (step + 1) / steps)
+    return final + (initial - final) * (1.0 - t) ** 3

@@ -117,13 +117,16 @@ def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: B
                 constant_lr: bool = False, regression: bool = False,
                 after_step: Callable[[int, float, torch.optim.Optimizer], None] | None = None, before_step: Callable[[int], None] | None = None,
                 teacher: nn.Module | None = None, distill_alpha: float = 0.5, distill_temperature: float = 2.0,
+                penalty: Callable[[], torch.Tensor] | None = None,
                 desc: str = "train", progress: bool = True) -> dict[str, float]:
     """Train ``model`` (already prepared by ``accelerator``) for ``steps`` optimizer steps.
 
     ``before_step(step)`` runs before each forward pass, ``after_step(step, lr, optimizer)`` right after
     each optimizer step with the learning rate that step used. With a ``teacher`` the loss is
     ``(1 − a)·task + a·T²·KL(softmax(teacher/T) ‖ softmax(student/T))`` (classification only).
-    Returns the mean loss and the number of steps.
+    ``penalty()``, if given, is added to every step's loss (e.g. the group-Lasso term of paper mode).
+    Batches are moved to ``accelerator.device``. Returns the mean loss and the number of steps (the
+    reported loss excludes the penalty).
     """
     from tqdm.auto import tqdm
 
@@ -141,7 +144,7 @@ def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: B
         lr = learning_rate * lr_factor(step, steps, warmup_ratio, constant_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = split.collate(indices, regression)
+        batch = {k: v.to(accelerator.device) for k, v in split.collate(indices, regression).items()}
         labels = batch.pop("labels")
         logits = model(**batch).logits
         if regression:
@@ -155,12 +158,15 @@ def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: B
             kd = F.kl_div(F.log_softmax(logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
                           reduction="batchmean", log_target=True) * t * t
             loss = (1 - distill_alpha) * loss + distill_alpha * kd
+        reported = loss.detach()
+        if penalty is not None:
+            loss = loss + penalty()
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step(step, lr, optimizer)
-        total_loss += float(loss.detach())
+        total_loss += float(reported)
         bar.update(1)
         bar.set_postfix(loss=f"{total_loss / (step + 1):.4f}")
     bar.close()
@@ -178,8 +184,9 @@ def evaluate_model(model: nn.Module, split: TokenizedSplit, task: Task, *, batch
     order = sorted(range(len(split)), key=lambda i: len(split.features[i]["input_ids"]))
     predictions = [0.0] * len(split)
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    device = next(model.parameters()).device
     for chunk in tqdm(chunks, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-        batch = split.collate(chunk, task.is_regression)
+        batch = {k: v.to(device) for k, v in split.collate(chunk, task.is_regression).items()}
         batch.pop("labels")
         logits = model(**batch).logits
         values = logits.squeeze(-1) if task.is_regression else logits.argmax(dim=-1)
