@@ -247,3 +247,36 @@ def test_round_trip_through_to_dict():
     spec = load_spec("row1x96")
     again = spec_from_dict(spec.to_dict())
     assert again == spec and isinstance(again, Spec)
+
+
+TARGET = {"family": "ecp5", "device": "LFE5U-85F", "speed": 6}
+
+
+def test_target_is_optional_resolves_its_part_and_leaves_the_digest_alone():
+    plain = spec_from_dict(BASE)
+    assert plain.target is None and plain.part is None
+    placed = spec_from_dict({**BASE, "target": {**TARGET, "device": "85k"}})
+    assert placed.part.name == "LFE5U-85F-6CABGA381"
+    assert placed.digest == plain.digest   # the part changes neither the RTL nor the image
+    assert spec_from_dict(placed.to_dict()) == placed
+    assert spec_from_dict({**BASE, "target": {**TARGET, "package": "CABGA756", "speed": 8}}).part.name == (
+        "LFE5U-85F-8CABGA756")
+    for name in shipped_spec_names():
+        assert load_spec(name).part is not None, name
+
+
+@pytest.mark.parametrize("target, message", [
+    ({**TARGET, "family": "ice40"}, "target.family: unsupported FPGA family 'ice40' (supported: ecp5)"),
+    ({**TARGET, "device": "LFE5U-99F"}, "target.device: unknown ecp5 device 'LFE5U-99F' (known: LFE5U-12F (12k), "),
+    ({**TARGET, "device": ""}, "target.device: expected a non-empty string, got ''"),
+    ({**TARGET, "speed": 9}, "target.speed: expected an integer in [6, 8], got 9"),
+    ({**TARGET, "speed": "6"}, "target.speed: expected an integer in [6, 8], got '6'"),
+    ({**TARGET, "device": "LFE5UM5G-85F"}, "target.speed: LFE5UM5G-85F has no speed grade 6 (sold as 8)"),
+    ({**TARGET, "package": "TQFP144"},
+     "target.package: LFE5U-85F does not come in 'TQFP144' (packages: CABGA381, CABGA554, CABGA756, CSFBGA285)"),
+    ({"family": "ecp5", "device": "85k"}, "target.speed: missing key"),
+    ({**TARGET, "grade": 6}, "target.grade: unknown key (known keys: family, device, speed, package)"),
+    ("LFE5U-85F", "target: expected a mapping, got str"),
+])
+def test_target_rules(tmp_path, target, message):
+    assert error_of(tmp_path, {**BASE, "target": target}).startswith(message)

