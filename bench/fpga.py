@@ -113,21 +113,17 @@ def row(spec, report: dict | None, error: str | None, reused: bool, model) -> di
     out = {"bench": "fpga", "spec": spec.name}
     if report is None:
         return out | {"part": spec.part.name if spec.part else None, "error": error or "not built"}
+    from blockforge_hw.fpga import path_point
+
     u = report["utilization"]
     path = report.get("critical_path") or {}
-
-    def end(point):
-        if not point:
-            return None
-        bit = f"[{point['bit']}]" if point.get("bit") is not None else ""
-        return f"{point['module']}.{point['signal']}{bit}"
-
     out |= {
         "part": report["part"]["name"],
         **{f"{key}_pct": u[key]["percent"] for key in ("lut4", "ff", "dsp", "bram", "carry")},
         **{key: u[key]["used"] for key in ("lut4", "ff", "dsp", "bram", "carry")},
         "fmax_mhz": report["fmax_mhz"], "clock_mhz": report["spec"]["clock_mhz"], "meets_clock": report["meets_clock"],
-        "critical_path": f"{end(path.get('start'))} -> {end(path.get('end'))}" if path else None,
+        "critical_path": (f"{path_point(path['start'], src=False)} -> {path_point(path['end'], src=False)}"
+                          if path else None),
         "synth_s": report["seconds"].get("synth"), "pnr_s": report["seconds"].get("pnr"), "reused": reused,
         "tools": f"{report['tools'].get('yosys')}, {report['tools'].get('nextpnr')}",
     }

@@ -60,12 +60,41 @@ def test_critical_path_names_module_and_signal():
                                "blockforge_hw/fetch.py:132"]
 
 
+def test_format_report_prints_the_figures():
+    report = fixture_report() | {"seconds": {"synth": 5.8, "pnr": 27.3}, "build_dir": "build/fpga/tiny"}
+    text = fpga.format_report(report)
+    assert "# tiny on LFE5U-85F-6CABGA381 (ecp5), seed 1, constrained at 200 MHz" in text
+    assert "DSP               8 / 156        5.1%  MULT18X18D" in text
+    assert "Fmax clk   130.8 MHz, FAILS 200 MHz" in text
+    assert "  from bf_engine.fetch.index_overrun  (blockforge_hw/fetch.py:50)" in text
+    assert text.endswith("report     build/fpga/tiny/report.json (logs: yosys.log, nextpnr.log)")
+
+
 def test_critical_path_without_netlist_falls_back_to_cell_names():
     report = json.loads((DATA / "tiny_nextpnr_report.json").read_text())
     path = fpga.critical_path_summary(report)
     assert path["start"]["module"] == "bf_engine.fetch" and path["start"]["signal"] == "index_overrun"
     assert path["start"]["src"] is None and path["through"] == []
     assert fpga.critical_path_summary({"critical_paths": []}) is None
+
+
+def test_an_anonymous_register_is_named_by_its_source_line():
+    netlist = {"modules": {"bf_engine": {
+        "cells": {"fetch.$signal_TRELLIS_FF_Q": {"type": "TRELLIS_FF", "connections": {"Q": [7], "DI": [8]},
+                                                 "attributes": {"src": "/x/hw/blockforge_hw/fetch.py:113|y.v:1"}}},
+        "netnames": {"fetch.$signal": {"bits": [7], "hide_name": 0,
+                                       "attributes": {"src": "/x/hw/blockforge_hw/fetch.py:113"}},
+                     "fetch.busy": {"bits": [9, 7], "hide_name": 0, "attributes": {}}}}}}
+    report = {"critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+        {"type": "clk-to-q", "delay": 0.5, "from": {"cell": "fetch.$signal_TRELLIS_FF_Q", "port": "Q"},
+         "to": {"cell": "fetch.$signal_TRELLIS_FF_Q", "port": "Q"}},
+        {"type": "setup", "delay": 0.0, "from": {"cell": "fetch.$signal_TRELLIS_FF_Q", "port": "DI"},
+         "to": {"cell": "fetch.$signal_TRELLIS_FF_Q", "port": "DI"}}]}]}
+    path = fpga.critical_path_summary(report, netlist)
+    assert (path["start"]["signal"], path["start"]["bit"]) == ("busy", 1)   # a named alias wins
+    del netlist["modules"]["bf_engine"]["netnames"]["fetch.busy"]
+    path = fpga.critical_path_summary(report, netlist)
+    assert fpga.path_point(path["start"]) == "bf_engine.fetch.$signal  (blockforge_hw/fetch.py:113)"
 
 
 def test_utilization_parse_and_fit():

@@ -45,8 +45,9 @@ from blockforge.spec import Spec
 
 from .verilog import ENGINE_MODULE
 
-__all__ = ["REFERENCE_PART", "REPORT_VERSION", "build", "critical_path_summary", "engine_rtlil",
-           "find_tools", "fits", "nextpnr_utilization", "parse_critical_path_sources", "utilization_summary"]
+__all__ = ["REFERENCE_PART", "REPORT_VERSION", "assemble_report", "build", "critical_path_summary",
+           "engine_rtlil", "find_tools", "fits", "format_report", "nextpnr_utilization", "path_point",
+           "parse_critical_path_sources", "utilization_summary"]
 
 REPORT_VERSION = 1
 REFERENCE_PART = "LFE5U-85F-6"    # used when neither the spec nor --target names a part
@@ -147,7 +148,7 @@ def utilization_summary(report_utilization: Mapping[str, Mapping[str, int]], cel
     return out
 
 
-_CELL_SUFFIX = re.compile(r"(_TRELLIS_|_LUT4_|_CCU2C|_MULT18X18D|_DP16KD|_PFUMX|_L6MUX21|_ALU54B|\$).*$")
+_CELL_SUFFIX = re.compile(r"(_TRELLIS_|_LUT4_|_CCU2C|_MULT18X18D|_DP16KD|_PFUMX|_L6MUX21|_ALU54B|\$CCU2|\$nextpnr).*$")
 
 
 def _stem(cell: str) -> str:
@@ -156,8 +157,10 @@ def _stem(cell: str) -> str:
 
 
 def _split(path: str) -> tuple[str, str]:
-    """``output_stage.requantizer.o__payload`` → (``bf_engine.output_stage.requantizer``, ``o__payload``)."""
-    module, _, signal = path.rpartition(".")
+    """``output_stage/requantizer/o__payload.y[0]`` (from an hdlname) or ``output_stage.requantizer.valid``
+    → (``bf_engine.output_stage.requantizer``, the signal)."""
+    module, _, signal = path.rpartition("/") if "/" in path else path.rpartition(".")
+    module = module.replace("/", ".")
     return (f"{ENGINE_MODULE}.{module}" if module else ENGINE_MODULE), signal
 
 
@@ -169,8 +172,11 @@ class _Netlist:
         self.cells = module.get("cells", {})
         self.names: dict[int, list[tuple[str, int, str]]] = {}
         for name, net in module.get("netnames", {}).items():
-            if net.get("hide_name") or "$" in name:
+            if net.get("hide_name"):
                 continue
+            # hdlname separates the hierarchy with spaces: signal names may hold dots (a layout field, o.y[0]).
+            hdlname = net.get("attributes", {}).get("hdlname")
+            name = hdlname.replace(" ", "/") if hdlname else name
             src = net.get("attributes", {}).get("src", "")
             for index, bit in enumerate(net.get("bits", [])):
                 if isinstance(bit, int):
@@ -184,14 +190,18 @@ class _Netlist:
             bits = info.get("connections", {}).get(port, [])
             candidates = self.names.get(bits[0], []) if bits and isinstance(bits[0], int) else []
             if candidates:
-                # The deepest hierarchical name is the signal inside the component that owns it.
-                name, index, src = max(candidates, key=lambda c: (c[0].count("."), -len(c[0])))
+                # A user-named signal before an anonymous one ($signal: an unnamed Amaranth Signal, known
+                # by its source line); then the deepest name, the signal inside the component that owns it.
+                name, index, src = max(candidates, key=lambda c: ("$" not in c[0], c[0].count("/"),
+                                                                  c[0].count("."), -len(c[0])))
                 module, signal = _split(name)
                 return {"cell": cell, "kind": info.get("type"), "module": module, "signal": signal,
-                        "bit": index if index >= 0 else None, "src": _short_src(src)}
-        module, signal = _split(_stem(cell))
+                        "bit": index if index >= 0 else None,
+                        "src": _short_src(src) or _short_src(info.get("attributes", {}).get("src", ""))}
+        stem = _stem(cell)
+        module, signal = _split(stem if not stem.endswith(".") else cell)
         return {"cell": cell, "kind": info.get("type") if info else None, "module": module, "signal": signal,
-                "bit": None, "src": None}
+                "bit": None, "src": _short_src((info or {}).get("attributes", {}).get("src", ""))}
 
 
 def _short_src(src: str) -> str | None:
@@ -414,3 +424,41 @@ def assemble_report(spec: Spec, part: Part, seed: int, pnr_report: Mapping[str, 
         "critical_path": critical_path_summary(pnr_report, netlist, log_text),
         "logs": {"yosys": "yosys.log", "nextpnr": "nextpnr.log", "nextpnr_report": "nextpnr_report.json"},
     }
+
+
+def path_point(point: Mapping[str, Any] | None, *, src: bool = True) -> str:
+    """A critical path's start or end as ``module.signal[bit]`` (and its Python line)."""
+    if not point:
+        return "?"
+    bit = f"[{point['bit']}]" if point.get("bit") is not None else ""
+    line = f"  ({point['src']})" if src and point.get("src") else ""
+    return f"{point['module']}.{point['signal']}{bit}{line}"
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The report as the lines ``blockforge hw build`` prints (``--json`` prints the dict itself)."""
+    spec, part, tools = report["spec"], report["part"], report.get("tools", {})
+    lines = [f"# {spec['name']} on {part['name']} ({part['family']}), seed {report['seed']}, constrained at "
+             f"{spec['clock_mhz']:g} MHz; {tools.get('yosys', 'yosys')}, {tools.get('nextpnr', 'nextpnr')}",
+             f"{'resource':10s} {'used':>8s} / {'of part':<8s} {'%':>6s}"]
+    labels = {"lut4": "LUT4", "carry": "carry", "ff": "FF", "dsp": "DSP", "bram": "BRAM", "lutram": "LUTRAM"}
+    for key, label in labels.items():
+        u = report["utilization"][key]
+        lines.append(f"{label:10s} {u['used']:>8,} / {u['available']:<8,} {u['percent']:>5.1f}%  {u['bel']}")
+    for name, clock in report["clocks"].items():
+        verdict = "meets" if clock["meets"] else "FAILS"
+        lines.append(f"{'Fmax ' + name:10s} {clock['fmax_mhz']:.1f} MHz, {verdict} {clock['constraint_mhz']:g} MHz")
+    path = report.get("critical_path")
+    if path:
+        lines.append(f"critical path {path['delay_ns']:.2f} ns ({path['logic_ns']:.2f} logic, "
+                     f"{path['routing_ns']:.2f} routing, {path['logic_levels']} logic levels)")
+        lines.append(f"  from {path_point(path['start'])}")
+        lines.append(f"  to   {path_point(path['end'])}")
+        if path.get("through"):
+            lines.append(f"  through {', '.join(path['through'])}")
+    seconds = report.get("seconds", {})
+    if seconds:
+        lines.append("seconds    " + ", ".join(f"{k} {v:g}" for k, v in seconds.items()))
+    if report.get("build_dir"):
+        lines.append(f"report     {Path(report['build_dir']) / 'report.json'} (logs: yosys.log, nextpnr.log)")
+    return "\n".join(lines)
