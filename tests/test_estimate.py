@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from blockforge.errors import UsageError
-from blockforge.estimate import dense_nnz_per_row, estimate_layer, layer_cycles, layer_schedule
+from blockforge.estimate import accumulate_latency, dense_nnz_per_row, estimate_layer, layer_cycles, layer_schedule
 from blockforge.spec import load_spec, shipped_spec_names, spec_from_dict
 from blockforge_hw.testing import random_layer, small_spec
 
@@ -104,7 +104,7 @@ def test_word_level_fetch_model_reduces_to_the_closed_form_without_a_limit():
 
     def events(nnz, n, tiles):
         rows = []
-        _rows(nnz, n, tiles, lambda *row: rows.append(row))
+        _rows(nnz, n, tiles, accumulate_latency(spec), lambda *row: rows.append(row))
         return rows
 
     rng = np.random.default_rng(0)

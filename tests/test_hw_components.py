@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from blockforge.reference import requantize
 from blockforge_hw.fetch import TileFetch
 from blockforge_hw.harness import harness_images
 from blockforge_hw.layouts import EngineGeometry
-from blockforge_hw.mac_array import MacArray
+from blockforge_hw.mac_array import MacArray, lut_product
 from blockforge_hw.requantizer import Requantizer
 from blockforge_hw.stall_injector import StallInjector, lfsr_next
 from blockforge_hw.testing import random_activations, random_layer, small_spec
@@ -34,7 +35,8 @@ def requant_cases(rng, lanes, n):
 
 @pytest.mark.parametrize("rounding", ["half_up", "half_even", "truncate"])
 @pytest.mark.parametrize("saturate", [True, False])
-def test_requantizer_matches_reference_under_backpressure(rounding, saturate):
+def test_requantizer_matches_reference_with_its_latency(rounding, saturate):
+    """Inputs with random gaps; every output appears exactly ``latency`` cycles after its input."""
     seed = 700 + ["half_up", "half_even", "truncate"].index(rounding) * 2 + saturate
     rng = np.random.default_rng(seed)
     lanes, n = 3, 48
@@ -43,38 +45,34 @@ def test_requantizer_matches_reference_under_backpressure(rounding, saturate):
     expected = np.stack([requantize((acc[k] + bias[k]).reshape(-1, 1), mult[k], shift[k], spec.numerics)[:, 0]
                          for k in range(n)])
     dut = Requantizer(lanes=lanes, acc_bits=32, multiplier_bits=16, rounding=rounding, saturate=saturate)
-    ready_pattern = rng.random(400) < 0.6
-    got = []
+    sent, got = [], []
 
-    async def producer(ctx):
-        for k in range(n):
-            for i in range(lanes):
-                ctx.set(dut.i.payload.acc[i], int(acc[k, i]))
-                ctx.set(dut.i.payload.bias[i], int(bias[k, i]))
-                ctx.set(dut.i.payload.multiplier[i], int(mult[k, i]))
-                ctx.set(dut.i.payload.shift[i], int(shift[k, i]))
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
-
-    async def consumer(ctx):
-        cycle = 0
+    async def bench(ctx):
+        k = cycle = 0
         while len(got) < n:
-            ready = bool(ready_pattern[cycle % len(ready_pattern)])
-            ctx.set(dut.o.ready, ready)
-            valid = ctx.get(dut.o.valid)
-            y = [ctx.get(dut.o.payload.y[i]) for i in range(lanes)]
+            valid = k < n and rng.random() < 0.6
+            if valid:
+                for i in range(lanes):
+                    ctx.set(dut.i.payload.acc[i], int(acc[k, i]))
+                    ctx.set(dut.i.payload.bias[i], int(bias[k, i]))
+                    ctx.set(dut.i.payload.multiplier[i], int(mult[k, i]))
+                    ctx.set(dut.i.payload.shift[i], int(shift[k, i]))
+                ctx.set(dut.i.payload.last, int(k == n - 1))
+                sent.append(cycle)
+                k += 1
+            ctx.set(dut.i.valid, int(valid))
+            if ctx.get(dut.o.valid):
+                got.append((cycle, [ctx.get(dut.o.payload.y[i]) for i in range(lanes)], ctx.get(dut.o.payload.last)))
             await ctx.tick()
-            if valid and ready:
-                got.append(y)
             cycle += 1
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
+    sim.add_testbench(bench)
     sim.run()
-    assert np.array_equal(np.array(got), expected), f"seed {seed}: requantizer differs from the reference"
+    assert np.array_equal(np.array([y for _, y, _ in got]), expected), f"seed {seed}: differs from the reference"
+    assert [c for c, _, _ in got] == [c + Requantizer.latency for c in sent], f"seed {seed}: latency"
+    assert [last for _, _, last in got] == [0] * (n - 1) + [1]
 
 
 def test_mac_array_partial_sums():
@@ -215,3 +213,24 @@ def test_component_constructors_name_bad_values():
         TileFetch("tile8")
     with pytest.raises(ValueError, match="weight_depth 1"):
         EngineGeometry.from_spec(small_spec(2, 4), weight_depth=1)
+
+
+def test_lut_product_equals_the_multiplier_on_every_int8_pair():
+    """The shift-and-add product that replaces DSPs beyond the part's count, on all 65,536 operand pairs."""
+    m = Module()
+    a, b, y = Signal(signed(8)), Signal(signed(8)), Signal(signed(16))
+    m.d.comb += y.eq(lut_product(a, b))
+    wrong = []
+
+    async def bench(ctx):
+        for va in range(-128, 128):
+            for vb in range(-128, 128):
+                ctx.set(a, va)
+                ctx.set(b, vb)
+                if ctx.get(y) != va * vb:
+                    wrong.append((va, vb))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == []

@@ -72,10 +72,11 @@ class Engine(wiring.Component):
         m.submodules.output_stage = ResetInserter(clear)(drain)
 
         # ---- configuration, latched at start ----------------------------------------------------
-        n_tokens = Signal(32)
-        n_block_rows = Signal(32)
-        n_block_cols = Signal(32)
-        n_tiles = Signal(32)
+        # latched narrow: a run only starts when every value lies within the geometry
+        n_tokens = Signal(range(g.max_tokens + 1))
+        n_block_rows = Signal(range(g.max_block_rows + 1))
+        n_block_cols = Signal(range(g.max_block_cols + 1))
+        n_tiles = Signal(range(g.max_tiles + 1))
         cfg = self.config
         config_errors = Signal(8)
         m.d.comb += [
@@ -83,7 +84,7 @@ class Engine(wiring.Component):
             config_errors[STATUS_BITS["bad_shape"]].eq(
                 (cfg.n_block_rows == 0) | (cfg.n_block_rows > g.max_block_rows)
                 | (cfg.n_block_cols == 0) | (cfg.n_block_cols > g.max_block_cols)),
-            config_errors[STATUS_BITS["weights_overrun"]].eq(cfg.n_tiles > g.weight_depth // g.tile_words),
+            config_errors[STATUS_BITS["weights_overrun"]].eq(cfg.n_tiles > g.max_tiles),
         ]
 
         # ---- control: idle → run → (stop) → done -----------------------------------------------------

@@ -44,9 +44,9 @@ class TileFetch(wiring.Component):
             "weight_req": Out(weight_request_signature(g)),
             "weight_resp": In(weight_response_signature(g)),
             "jobs": Out(stream.Signature(g.job_layout)),
-            "n_block_rows": In(32),
-            "n_block_cols": In(32),
-            "n_tiles": In(32),
+            "n_block_rows": In(range(g.max_block_rows + 1)),
+            "n_block_cols": In(range(g.max_block_cols + 1)),
+            "n_tiles": In(range(g.max_tiles + 1)),
             "index_overrun": Out(1),
             "bad_column": Out(1),
             "tile_overrun": Out(1),
@@ -60,7 +60,7 @@ class TileFetch(wiring.Component):
         # ---- weight walker: sequential requests under a credit limit --------------------------
         m.submodules.words = words_fifo = fifo.SyncFIFO(width=g.bus_bits, depth=g.fifo_depth)
         outstanding = Signal(range(g.fifo_depth + 1))      # requested, not yet popped from the FIFO
-        req_tile = Signal(32)
+        req_tile = Signal(range(g.max_tiles + 1))
         req_word = Signal(range(words))
         req_addr = Signal(g.weight_addr_bits)
         m.d.comb += [
@@ -78,12 +78,15 @@ class TileFetch(wiring.Component):
                 m.d.sync += req_word.eq(req_word + 1)
 
         # ---- tile assembly: a shift register filled one word per cycle ------------------------
+        # ``full`` (the register holds a whole tile) is a flip-flop, not a comparison, so the job
+        # handshake starts from flip-flops.
         assembly = Signal(words * g.bus_bits)
         assembled = Signal(range(words + 1))
+        full = Signal()
         take_tile = Signal()
         pop = Signal()
         m.d.comb += [
-            pop.eq(words_fifo.r_rdy & ((assembled < words) | take_tile)),
+            pop.eq(words_fifo.r_rdy & (~full | take_tile)),
             words_fifo.r_en.eq(pop),
         ]
         m.d.sync += outstanding.eq(outstanding + (self.weight_req.valid & self.weight_req.ready) - pop)
@@ -93,52 +96,66 @@ class TileFetch(wiring.Component):
             else:
                 m.d.sync += assembly.eq(Cat(assembly[g.bus_bits:], words_fifo.r_data))
         with m.If(take_tile):
-            m.d.sync += assembled.eq(pop)
+            m.d.sync += [assembled.eq(pop), full.eq(pop & (words == 1))]
         with m.Elif(pop):
-            m.d.sync += assembled.eq(assembled + 1)
+            m.d.sync += [assembled.eq(assembled + 1), full.eq(assembled == words - 1)]
 
         # ---- index walker: one entry per cycle ------------------------------------------------
+        # The bounds (entries left in the index memory, block rows left, tiles left) are kept as
+        # flip-flops computed from the counters' next values.
         ptr = Signal(range(g.index_depth + 1))
+        ptr_next = Signal.like(ptr)
         primed = Signal()
-        rows_ended = Signal(32)
-        tiles_seen = Signal(32)
+        rows_ended = Signal(range(g.max_block_rows + 1))
+        rows_ended_next = Signal.like(rows_ended)
+        tiles_seen = Signal(range(g.max_tiles + 1))
+        tiles_seen_next = Signal.like(tiles_seen)
+        in_index, rows_left, tiles_left = Signal(), Signal(), Signal()
         row_start = Signal(init=1)
         entry = self.index.data
         consume = Signal()
+        ends_row = Signal()
         m.d.sync += primed.eq(1)
         m.d.comb += [
             consume.eq(self.jobs.valid & self.jobs.ready),
+            ends_row.eq(entry.last | entry.empty),
+            ptr_next.eq(ptr + consume),
+            rows_ended_next.eq(rows_ended + (consume & ends_row)),
+            tiles_seen_next.eq(tiles_seen + (consume & ~entry.empty)),
             self.index.en.eq(1),
-            self.index.addr.eq(ptr + consume),
+            self.index.addr.eq(ptr_next),
+        ]
+        m.d.sync += [
+            ptr.eq(ptr_next), rows_ended.eq(rows_ended_next), tiles_seen.eq(tiles_seen_next),
+            in_index.eq(ptr_next < g.index_depth),
+            rows_left.eq(rows_ended_next < self.n_block_rows),
+            tiles_left.eq(tiles_seen_next < self.n_tiles),
         ]
         errors = Signal()
         m.d.comb += errors.eq(self.index_overrun | self.bad_column | self.tile_overrun)
         wanted = Signal()
-        m.d.comb += wanted.eq(primed & (rows_ended < self.n_block_rows) & ~errors)
+        m.d.comb += wanted.eq(primed & rows_left & ~errors)
         with m.If(wanted):
-            with m.If(ptr >= g.index_depth):
+            with m.If(~in_index):
                 m.d.sync += self.index_overrun.eq(1)
             with m.Elif(~entry.empty & (entry.col >= self.n_block_cols)):
                 m.d.sync += self.bad_column.eq(1)
-            with m.Elif(~entry.empty & (tiles_seen >= self.n_tiles)):
+            with m.Elif(~entry.empty & ~tiles_left):
                 m.d.sync += self.tile_overrun.eq(1)
+        # A tile with a bad column may still be handed over in the cycle its error is found: the
+        # run stops in the next cycle with bad_column set, and its outputs are never used.
         entry_ok = Signal()
-        m.d.comb += entry_ok.eq(wanted & (ptr < g.index_depth)
-                                & (entry.empty | ((entry.col < self.n_block_cols) & (tiles_seen < self.n_tiles))))
+        m.d.comb += entry_ok.eq(wanted & in_index & (entry.empty | tiles_left))
 
         m.d.comb += [
-            self.jobs.valid.eq(entry_ok & (entry.empty | (assembled == words))),
+            self.jobs.valid.eq(entry_ok & (entry.empty | full)),
             self.jobs.payload.tile.eq(assembly),
             self.jobs.payload.col.eq(entry.col),
             self.jobs.payload.first.eq(row_start),
-            self.jobs.payload.last.eq(entry.last | entry.empty),
+            self.jobs.payload.last.eq(ends_row),
             self.jobs.payload.empty.eq(entry.empty),
             take_tile.eq(consume & ~entry.empty),
         ]
         with m.If(consume):
-            m.d.sync += [ptr.eq(ptr + 1), row_start.eq(entry.last | entry.empty)]
-            with m.If(entry.last | entry.empty):
-                m.d.sync += rows_ended.eq(rows_ended + 1)
-            with m.If(~entry.empty):
-                m.d.sync += tiles_seen.eq(tiles_seen + 1)
+            m.d.sync += row_start.eq(ends_row)
         return m

@@ -9,6 +9,7 @@ row stride) are defined in :mod:`blockforge.hexfiles` and imported here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from amaranth.hdl import signed, unsigned
@@ -59,6 +60,15 @@ def checked_geometry(component, geometry) -> "EngineGeometry":
     return geometry
 
 
+REQUANT_CHUNK_BITS = 17   # an unsigned 17-bit chunk times a ≤ 17-bit multiplier fits an 18×18 signed DSP
+
+
+def _part_dsps(spec: Spec) -> int | None:
+    """DSP multipliers (18×18) of the spec's target part; None without a target."""
+    part = spec.part
+    return None if part is None else getattr(part.device, "dsps", None)
+
+
 def _positive(name: str, value) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -85,6 +95,7 @@ class EngineGeometry:
     saturate: bool
     weight_depth: int       # words in the weight memory
     index_depth: int        # entries in the index memory
+    dsp_products: int | None = None   # MAC products built on DSP multipliers (None: all); the rest in LUTs
 
     @classmethod
     def from_spec(cls, spec: Spec, *, weight_depth: int | None = None,
@@ -101,6 +112,10 @@ class EngineGeometry:
             rounding=spec.numerics.rounding, saturate=spec.numerics.saturate,
             weight_depth=depths["weights"] if weight_depth is None else weight_depth,
             index_depth=depths["index"] if index_depth is None else index_depth)
+        dsps = _part_dsps(spec)
+        if dsps is not None and dsps - geometry.requantizer_dsps < geometry.rows * geometry.cols:
+            # The requantizer keeps its DSPs (wide products); the MAC products that do not fit go to LUTs.
+            geometry = dataclasses.replace(geometry, dsp_products=max(0, dsps - geometry.requantizer_dsps))
         geometry.check()
         return geometry
 
@@ -126,7 +141,17 @@ class EngineGeometry:
         if self.product_bits > 64:
             raise ValueError(f"acc_bits + multiplier_bits + 1 = {self.product_bits} exceeds 64")
 
+    @property
+    def requantizer_dsps(self) -> int:
+        """DSP multipliers of the requantizer: one per 17-bit chunk of (acc + bias) and of M, per lane."""
+        return self.rows * -(-(self.acc_bits + 1) // REQUANT_CHUNK_BITS) * -(-self.multiplier_bits // REQUANT_CHUNK_BITS)
+
     # ---- derived widths -------------------------------------------------------------------------
+    @property
+    def max_tiles(self) -> int:
+        """The most tiles a run can load (whole tiles in the weight memory)."""
+        return self.weight_depth // self.tile_words
+
     @property
     def act_stride(self) -> int:
         return activation_stride(self.max_tokens)

@@ -2,7 +2,8 @@
 
 A job (one tile) is held in the tile register for N cycles; in cycle n the activation slice
 x[c·BC:(c+1)·BC, n] arrives from the activation memory and meets the tile: BR×BC products, summed per
-output channel, leave on ``partials`` one cycle later, tagged with the token, the accumulator bank
+output channel, leave on ``partials`` :func:`blockforge.estimate.mac_stages` cycles later (products
+registered, then the adder tree in register stages), tagged with the token, the accumulator bank
 and whether this is the row's first tile (the bank then overwrites instead of adding) or its last
 token (``row_end``). The activation address is issued one cycle ahead (the memory is synchronous),
 so a new job starts the cycle after the previous job's last token: no bubble between tiles.
@@ -14,24 +15,49 @@ the array for one cycle and emits a single ``row_end`` partial with ``empty`` se
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from blockforge.estimate import TREE_LEVELS_PER_STAGE, mac_stages
 
 from .layouts import checked_geometry, EngineGeometry, ReadPortSignature
 
-__all__ = ["MacArray", "tree_sum"]
+__all__ = ["MacArray", "lut_product", "pipelined_tree_sum"]
 
 
-def tree_sum(values):
-    """A balanced adder tree (shallower logic than Python's left fold)."""
+def lut_product(a, b):
+    """a · b for signed 8-bit ``a`` and ``b`` as shift-and-add (no multiplier cell, so synthesis builds
+    it from LUTs and carry chains): Σ_k b[k]·a·2^k over the 7 magnitude bits minus b[7]·a·2^7."""
+    a16 = a.as_signed()
+    terms = [Mux(b[k], a16 << k, 0) for k in range(7)]
+    terms.append(-Mux(b[7], a16 << 7, 0))
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def pipelined_tree_sum(m: Module, values, name: str) -> Signal:
+    """A balanced adder tree over ``values`` with a register after every TREE_LEVELS_PER_STAGE levels
+    and one at its root: the sum appears max(1, ceil(levels / TREE_LEVELS_PER_STAGE)) cycles after
+    its operands (the stages :func:`blockforge.estimate.mac_stages` counts after the products)."""
     values = list(values)
     if not values:
-        raise ValueError("tree_sum of nothing")
-    while len(values) > 1:
+        raise ValueError("pipelined_tree_sum of nothing")
+    level = 0
+    while True:
+        if len(values) == 1 or level == TREE_LEVELS_PER_STAGE:
+            registered = []
+            for k, value in enumerate(values):
+                reg = Signal(value.shape(), name=f"{name}_sum{k}")
+                m.d.sync += reg.eq(value)
+                registered.append(reg)
+            values, level = registered, 0
+            if len(values) == 1:
+                return values[0]
         values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]
-    return values[0]
+        level += 1
 
 
 class MacArray(wiring.Component):
@@ -65,48 +91,77 @@ class MacArray(wiring.Component):
         empty = Signal()
         tile = Signal(g.tile_layout)
 
+        # ``ends``: the job in the array has its last cycle now (set one cycle ahead, so the job
+        # handshake starts from flip-flops). The tile register loads whenever the array is finishing:
+        # if no job is taken it holds a tile nobody uses, and its load enable fans out from a register.
+        ends = Signal()
         finishing = Signal()
         starts_row = Signal()
         take = Signal()
         m.d.comb += [
-            finishing.eq(~busy | empty | (token == self.n_tokens - 1)),
+            finishing.eq(~busy | ends),
             starts_row.eq(job.first | job.empty),
             self.jobs.ready.eq(finishing & (~starts_row | self.row_slot_free)),
             take.eq(self.jobs.valid & self.jobs.ready),
             self.row_start.eq(take & starts_row),
         ]
+        with m.If(finishing):
+            m.d.sync += tile.eq(job.tile)
         with m.If(take):
             m.d.sync += [
                 busy.eq(1), token.eq(0), col.eq(job.col), first.eq(job.first),
-                last_tile.eq(job.last), empty.eq(job.empty), tile.eq(job.tile),
+                last_tile.eq(job.last), empty.eq(job.empty), ends.eq(job.empty | (self.n_tokens == 1)),
                 bank.eq(Mux(starts_row, next_bank, bank)),
             ]
             with m.If(starts_row):
                 m.d.sync += next_bank.eq(~next_bank)
         with m.Elif(~finishing):
-            m.d.sync += token.eq(token + 1)
-        with m.Elif(finishing):
-            m.d.sync += busy.eq(0)
+            m.d.sync += [token.eq(token + 1), ends.eq(token == self.n_tokens - 2)]
+        with m.Else():
+            m.d.sync += [busy.eq(0), ends.eq(0)]
 
-        # The activation memory is read one cycle ahead: address of the token in stage M next cycle.
+        # The activation memory is read one cycle ahead: address of the token in stage M next cycle
+        # (while finishing, the first token of the job on offer; unused if it is not taken).
         stride_bits = g.token_bits
         m.d.comb += [
             self.act.en.eq(1),
-            self.act.addr.eq(Mux(take, job.col << stride_bits, (col << stride_bits) | (token + 1))),
+            self.act.addr.eq(Mux(finishing, job.col << stride_bits, (col << stride_bits) | (token + 1))),
         ]
 
-        # ---- multiply and reduce: BR lanes of BC products --------------------------------------
+        # ---- multiply and reduce: BR lanes of BC products, pipelined ------------------------------
+        # Each multiplier gets its own copy of its two operands in flip-flops placed beside it (the
+        # activation byte would otherwise fan out to BR multipliers across the die), then its product
+        # is registered, then the adder tree adds every TREE_LEVELS_PER_STAGE levels. The tags ride
+        # along so they leave with their sums.
         x = self.act.data
-        sums = [tree_sum(tile[i][j] * x[j] for j in range(g.cols)) for i in range(g.rows)]
+        on_dsps = g.rows * g.cols if g.dsp_products is None else g.dsp_products
+        sums = []
+        for i in range(g.rows):
+            products = []
+            for j in range(g.cols):
+                weight = Signal(signed(8), name=f"weight_{i}_{j}")
+                activation = Signal(signed(8), name=f"activation_{i}_{j}")
+                product = Signal(signed(16), name=f"product_{i}_{j}")
+                multiply = weight * activation if i * g.cols + j < on_dsps else lut_product(weight, activation)
+                m.d.sync += [weight.eq(tile[i][j]), activation.eq(x[j]), product.eq(multiply)]
+                products.append(product)
+            sums.append(pipelined_tree_sum(m, products, f"lane{i}"))
+        tags = Signal(data.StructLayout({name: shape for name, shape in g.partial_layout.members.items()
+                                         if name != "sums"} | {"valid": 1}))
+        m.d.comb += [
+            tags.valid.eq(busy), tags.token.eq(token), tags.bank.eq(bank), tags.first.eq(first),
+            tags.empty.eq(empty), tags.row_end.eq(last_tile & ends),
+        ]
+        for k in range(mac_stages(g.cols)):
+            delayed = Signal.like(tags, name=f"tags_d{k + 1}")
+            m.d.sync += delayed.eq(tags)
+            tags = delayed
         out = self.partials.payload
-        m.d.sync += [
-            self.partials.valid.eq(busy),
-            out.token.eq(token),
-            out.bank.eq(bank),
-            out.first.eq(first),
-            out.empty.eq(empty),
-            out.row_end.eq(last_tile & (empty | (token == self.n_tokens - 1))),
+        m.d.comb += [
+            self.partials.valid.eq(tags.valid),
+            out.token.eq(tags.token), out.bank.eq(tags.bank), out.first.eq(tags.first),
+            out.empty.eq(tags.empty), out.row_end.eq(tags.row_end),
         ]
         for i in range(g.rows):
-            m.d.sync += out.sums[i].eq(sums[i])
+            m.d.comb += out.sums[i].eq(sums[i])
         return m

@@ -5,23 +5,31 @@ token by token, adds the row's bias, requantizes and emits one output word per t
 lane i = y[r·BR + i, n]. Output order: block row 0 tokens 0..N−1, block row 1 tokens 0..N−1, …
 An empty block row reads no accumulators: its outputs are requantized bias alone.
 
-Pipeline (all stages stall together when ``out.ready`` is low): D0 addresses the accumulator and
-parameter memories (synchronous reads, enables tied to the pipeline), D1 holds their data and is the
-requantizer's input, then the requantizer's two stages; the last stage is ``out``.
+Pipeline: D0 addresses the accumulator and parameter memories (synchronous reads), D1 holds their
+data, D2 registers it (memory clock-to-out is slow on FPGAs), then the requantizer's free-running
+stages, then an output FIFO whose registered head is ``out``. Nothing after D0 ever stalls: D0 issues
+a token only while the words in flight (issued, not yet taken from ``out``) leave room in the FIFO, so
+backpressure on ``out`` stops D0 alone and never fans out over the pipeline. With ``out.ready`` held
+high a token issued in cycle c is on ``out`` in cycle c + :data:`blockforge.estimate.DRAIN_LATENCY`
+and a token is issued every cycle.
 ``row_free`` pulses when the last read of a bank has been issued (the bank may be overwritten from
 the next cycle); ``finished`` pulses with the handshake of the layer's last output word.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from blockforge.estimate import DRAIN_LATENCY
 
 from .layouts import checked_geometry, EngineGeometry, ReadPortSignature
 from .requantizer import Requantizer
 
 __all__ = ["OutputStage"]
+
+FIFO_LATENCY = 2   # SyncFIFOBuffered: a word written in cycle t is at the registered head in t + 2
 
 
 class OutputStage(wiring.Component):
@@ -37,7 +45,7 @@ class OutputStage(wiring.Component):
             "params": Out(ReadPortSignature(g.row_addr_bits, g.params_layout)),
             "out": Out(stream.Signature(g.out_layout)),
             "n_tokens": In(range(g.max_tokens + 1)),
-            "n_block_rows": In(32),
+            "n_block_rows": In(range(g.max_block_rows + 1)),
             "row_free": Out(1),
             "finished": Out(1),
         })
@@ -49,19 +57,30 @@ class OutputStage(wiring.Component):
         m.submodules.requantizer = requant = Requantizer(
             lanes=g.rows, acc_bits=g.acc_bits, multiplier_bits=g.multiplier_bits, act_bits=g.act_bits,
             rounding=g.rounding, saturate=g.saturate)
+        if 2 + requant.latency + FIFO_LATENCY != DRAIN_LATENCY:
+            raise AssertionError("the output pipeline no longer matches blockforge.estimate.DRAIN_LATENCY")
+        # Words issued by D0 and not yet taken from out; the loop is DRAIN_LATENCY + 1 cycles long, so
+        # that much credit keeps one token per cycle flowing when out is always ready.
+        capacity = DRAIN_LATENCY + 1
+        m.submodules.words = words = fifo.SyncFIFOBuffered(width=g.out_layout.size + 1,
+                                                            depth=capacity)
         m.d.comb += [
             queue.w_en.eq(self.rows_done.valid),
             queue.w_data.eq(self.rows_done.payload.as_value()),
         ]
-        advance = requant.i.ready
+        in_flight = Signal(range(capacity + 1))
+        advance = Signal()
+        issue = Signal()
+        taken = Signal()
+        m.d.comb += advance.eq(in_flight < capacity)
 
         # ---- D0: walk the tokens of the row at the head of the queue -----------------------------
         valid0 = Signal()
         token0 = Signal(g.token_bits)
         bank0 = Signal()
         empty0 = Signal()
-        row0 = Signal(32)
-        next_row = Signal(32)
+        row0 = Signal(range(g.max_block_rows + 1))
+        next_row = Signal(range(g.max_block_rows + 1))
         row_last_token = Signal()
         m.d.comb += row_last_token.eq(token0 == self.n_tokens - 1)
         m.d.comb += queue.r_en.eq(advance & (~valid0 | row_last_token))
@@ -76,37 +95,44 @@ class OutputStage(wiring.Component):
             with m.Else():
                 m.d.sync += valid0.eq(0)
         m.d.comb += [
-            self.row_free.eq(advance & valid0 & row_last_token),
+            issue.eq(advance & valid0),
+            self.row_free.eq(issue & row_last_token),
             self.acc.addr.eq((bank0 << g.token_bits) | token0),
-            self.acc.en.eq(advance),
+            self.acc.en.eq(1),
             self.params.addr.eq(row0),
-            self.params.en.eq(advance),
+            self.params.en.eq(1),
         ]
+        m.d.sync += in_flight.eq(in_flight + issue - taken)
 
-        # ---- D1: memory data meets the requantizer -------------------------------------------------
+        # ---- D1: memory data; D2: registered, meets the requantizer --------------------------------
         valid1 = Signal()
         empty1 = Signal()
         last1 = Signal()
-        with m.If(advance):
-            m.d.sync += [
-                valid1.eq(valid0), empty1.eq(empty0),
-                last1.eq(valid0 & row_last_token & (row0 == self.n_block_rows - 1)),
-            ]
-        m.d.comb += [
-            requant.i.valid.eq(valid1),
-            requant.i.payload.bias.eq(self.params.data.bias),
-            requant.i.payload.multiplier.eq(self.params.data.multiplier),
-            requant.i.payload.shift.eq(self.params.data.shift),
-            requant.i.payload.last.eq(last1),
+        m.d.sync += [
+            valid1.eq(issue), empty1.eq(empty0),
+            last1.eq(issue & row_last_token & (row0 == self.n_block_rows - 1)),
+        ]
+        d2 = Signal.like(requant.i.payload)
+        valid2 = Signal()
+        m.d.sync += [
+            valid2.eq(valid1),
+            d2.bias.eq(self.params.data.bias),
+            d2.multiplier.eq(self.params.data.multiplier),
+            d2.shift.eq(self.params.data.shift),
+            d2.last.eq(last1),
         ]
         for i in range(g.rows):
-            m.d.comb += requant.i.payload.acc[i].eq(Mux(empty1, 0, self.acc.data[i]))
+            m.d.sync += d2.acc[i].eq(Mux(empty1, 0, self.acc.data[i]))
+        m.d.comb += [requant.i.valid.eq(valid2), requant.i.payload.eq(d2)]
 
-        # ---- emit ------------------------------------------------------------------------------
+        # ---- emit --------------------------------------------------------------------------------
         m.d.comb += [
-            self.out.valid.eq(requant.o.valid),
-            self.out.payload.eq(requant.o.payload.y),
-            requant.o.ready.eq(self.out.ready),
-            self.finished.eq(requant.o.valid & requant.o.ready & requant.o.payload.last),
+            words.w_en.eq(requant.o.valid),
+            words.w_data.eq(Cat(requant.o.payload.y, requant.o.payload.last)),
+            self.out.valid.eq(words.r_rdy),
+            self.out.payload.eq(words.r_data[:-1]),
+            words.r_en.eq(self.out.ready),
+            taken.eq(words.r_rdy & self.out.ready),
+            self.finished.eq(taken & words.r_data[-1]),
         ]
         return m

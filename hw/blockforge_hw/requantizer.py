@@ -1,37 +1,50 @@
 """Requantizer: BR lanes of ``y = fit(round_shift((acc + bias) · M, S))``, bit-exact with
-:func:`blockforge.reference.requantize`.
+:func:`blockforge.reference.requantize`, as a free-running pipeline that meets the FPGA clock.
 
-Two pipeline stages that stall together (``i.ready`` = the pipeline moves):
+An input with ``valid`` in cycle t leaves on ``o`` with ``valid`` in cycle t + :attr:`latency`; there is
+no backpressure (the output stage keeps credit for the words in flight). The stages, one register each
+(P = the exact product width, acc_bits + multiplier_bits + 2):
 
-1. ``v = acc + bias`` (one bit wider than the accumulator, so it never wraps) and ``p = v · M``;
-2. the rounding shift and the fit into act_bits.
+1. **bias**      ``v = acc + bias``, one bit wider than the accumulator so it never wraps;
+2. **operands**  ``v`` split into 17-bit chunks (the lower ones unsigned, the top one signed); each
+   chunk and a copy of M in flip-flops beside its DSP;
+3. **multiply**  each chunk times M: one 18×18 DSP product per chunk, registered at the DSP's output;
+4. **sum**       the chunk products shifted into place and added: ``p = v · M`` (P bits);
+5. **shift 8s**  ``w = 2p`` shifted right by the multiple of 8 in S' = min(S, P);
+6. **shift 1s**  the rest of the shift: ``t = w >> S' = p >> (S' − 1)`` (arithmetic), so ``t >> 1`` is
+   ``floor = p >> S'`` and ``t[0]`` is the bit just below it; for half_even the bits shifted out below
+   that one are OR-ed into ``sticky`` over the two steps;
+7. **round**     ``rounded = floor + inc`` — half_up: ``inc = t[0]`` (``rem >= half``), half_even:
+   ``inc = t[0] & (sticky | floor[0])``, truncate: 0. S' = 0 gives ``t[0] = 0``: exact in every mode;
+8. **fit**       saturate to [−2^(b−1), 2^(b−1)−1] (all bits above b−1 equal the sign ⇒ in range), or
+   keep the low act_bits bits (two's complement wrap) without saturation.
 
-The shift is exact for every S in [0, 63]: for S at least the product width P all three rounding
-modes give the same result as S = P (truncate: −1 or 0; half_up and half_even: 0), so the shifter is
-only P+1 bits wide. Rounding (``floor`` = p >> s, ``rem`` = p − floor·2^s, ``half`` = 2^(s−1)):
-half_up adds ``rem >= half``, half_even adds ``rem > half or (rem == half and floor odd)``,
-truncate adds nothing; s = 0 is exact in every mode. Saturation clamps to [−2^(b−1), 2^(b−1)−1];
-without it the low act_bits bits are kept (two's complement wrap).
+Clamping S at P is exact: for S ≥ P every mode gives the same result as S = P (truncate −1 or 0,
+half_up and half_even 0). Every stage is at most one DSP, one carry chain or about three LUT levels.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from blockforge.estimate import REQUANTIZER_STAGES
 from blockforge.hexfiles import SHIFT_BITS
 
 from .layouts import reject
 
-__all__ = ["Requantizer"]
+__all__ = ["Requantizer", "CHUNK_BITS"]
 
 ROUNDING_MODES = ("half_up", "half_even", "truncate")
+CHUNK_BITS = 17   # an unsigned 17-bit chunk and a 17-bit multiplier both fit an 18×18 signed DSP
 
 
 class Requantizer(wiring.Component):
-    """Ports: ``i`` stream of {acc[BR], bias[BR], multiplier[BR], shift[BR], last} and ``o`` stream
-    of {y[BR] (signed act_bits), last}; ``last`` travels alongside untouched."""
+    """Ports: ``i`` stream of {acc[BR], bias[BR], multiplier[BR], shift[BR], last} and ``o`` stream of
+    {y[BR] (signed act_bits), last}; both always ready; ``last`` travels alongside untouched."""
+
+    latency = REQUANTIZER_STAGES
 
     def __init__(self, *, lanes: int, acc_bits: int, multiplier_bits: int, act_bits: int = 8,
                  rounding: str = "half_up", saturate: bool = True):
@@ -59,58 +72,87 @@ class Requantizer(wiring.Component):
         })
         out_layout = data.StructLayout({"y": data.ArrayLayout(signed(act_bits), lanes), "last": 1})
         super().__init__({
-            "i": In(stream.Signature(in_layout)),
-            "o": Out(stream.Signature(out_layout)),
+            "i": In(stream.Signature(in_layout, always_ready=True)),
+            "o": Out(stream.Signature(out_layout, always_ready=True)),
         })
 
     def elaborate(self, platform):
         m = Module()
         P = self.product_bits
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-
-        # ---- stage 1: bias and multiplier ------------------------------------------------------
-        valid1 = Signal()
-        last1 = Signal()
-        products = [Signal(signed(P), name=f"product{i}") for i in range(self.lanes)]
-        shifts = [Signal(range(P + 1), name=f"shift{i}") for i in range(self.lanes)]
-        with m.If(advance):
-            m.d.sync += [valid1.eq(self.i.valid), last1.eq(self.i.payload.last)]
-            for i in range(self.lanes):
-                acc = self.i.payload.acc[i]
-                biased = acc.as_signed() + self.i.payload.bias[i]
-                s = self.i.payload.shift[i]
-                m.d.sync += [
-                    products[i].eq(biased * self.i.payload.multiplier[i].as_unsigned()),
-                    shifts[i].eq(Mux(s > P, P, s)),
-                ]
-
-        # ---- stage 2: rounding shift and fit -----------------------------------------------------
-        lo, hi = -(1 << (self.act_bits - 1)), (1 << (self.act_bits - 1)) - 1
-        with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid1), self.o.payload.last.eq(last1)]
-            for i in range(self.lanes):
-                p, s = products[i], shifts[i]
-                wide = Signal(signed(P + 2), name=f"wide{i}")
-                floor = Signal(signed(P + 2), name=f"floor{i}")
-                rem = Signal(unsigned(P + 1), name=f"rem{i}")
-                half = Signal(unsigned(P + 1), name=f"half{i}")
-                rounded = Signal(signed(P + 2), name=f"rounded{i}")
-                m.d.comb += [
-                    wide.eq(p),
-                    floor.eq(wide >> s),
-                    rem.eq(wide - (floor << s)),
-                    half.eq((Const(1, 1) << s) >> 1),
-                ]
-                if self.rounding == "truncate":
-                    m.d.comb += rounded.eq(floor)
-                elif self.rounding == "half_up":
-                    m.d.comb += rounded.eq(floor + ((s != 0) & (rem >= half)))
-                else:
-                    m.d.comb += rounded.eq(floor + ((s != 0) & ((rem > half) | ((rem == half) & floor[0]))))
-                if self.saturate:
-                    fitted = Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))
-                else:
-                    fitted = rounded
-                m.d.sync += self.o.payload.y[i].eq(fitted[:self.act_bits])
+        stages = [Signal(2, name=f"stage{k}") for k in range(1, self.latency + 1)]   # {valid, last}
+        m.d.sync += stages[0].eq(Cat(self.i.valid, self.i.payload.last))
+        for before, after in zip(stages, stages[1:]):
+            m.d.sync += after.eq(before)
+        m.d.comb += [self.o.valid.eq(stages[-1][0]), self.o.payload.last.eq(stages[-1][1])]
+        for i in range(self.lanes):
+            m.d.comb += self.o.payload.y[i].eq(self._lane(m, i, P))
         return m
+
+    def _lane(self, m: Module, i: int, P: int):
+        """The eight stages of lane ``i``; returns its registered act_bits result."""
+        payload = self.i.payload
+
+        def reg(shape, name, value):
+            s = Signal(shape, name=f"{name}{i}")
+            m.d.sync += s.eq(value)
+            return s
+
+        def carried(value, name, count):
+            """``value`` delayed by ``count`` registers (parameters riding along the pipeline)."""
+            for k in range(count):
+                value = reg(value.shape(), f"{name}_d{k + 1}_", value)
+            return value
+
+        # 1. bias
+        biased = reg(signed(self.acc_bits + 1), "biased", payload.acc[i].as_signed() + payload.bias[i])
+        multiplier = reg(unsigned(self.multiplier_bits), "mult", payload.multiplier[i])
+        shift = reg(range(P + 1), "shift", Mux(payload.shift[i] > P, P, payload.shift[i]))
+
+        # 2. operands: each DSP's own copy of its chunk and of M, 3. multiply: the DSP outputs
+        width = self.acc_bits + 1
+        chunks = []
+        for lo in range(0, width, CHUNK_BITS):
+            hi = min(lo + CHUNK_BITS, width)
+            chunk = reg(unsigned(hi - lo) if hi < width else signed(hi - lo), f"operand{lo}_", biased[lo:hi])
+            factor = reg(unsigned(self.multiplier_bits), f"factor{lo}_", multiplier)
+            chunks.append((lo, reg(signed(hi - lo + self.multiplier_bits + 1), f"chunk{lo}_",
+                                   chunk * factor)))
+        shift = carried(shift, "shift_m", 2)
+
+        # 3. sum
+        product = reg(signed(P), "product", sum(value << lo for lo, value in chunks))
+        shift = carried(shift, "shift_s", 1)
+
+        # 4. shift by the multiple of 8, 5. shift by the rest (w = 2p, so t = p >> (S - 1))
+        wide = Cat(0, product).as_signed()              # P + 1 bits
+        coarse_by = shift[3:]
+        coarse = reg(signed(P + 1), "coarse", wide >> (coarse_by << 3))
+        fine_by = reg(unsigned(3), "fine", shift[:3])
+        t = reg(signed(P + 1), "t", coarse >> fine_by)
+        sticky = None
+        if self.rounding == "half_even":
+            # The bits shifted out below t[0], i.e. p's bits below S − 1 (w[0] is 0).
+            below = [wide[:8 * k].any() if k else 0 for k in range(len(wide) // 8 + 1)]
+            sticky_coarse = reg(1, "sticky_c", Array(below)[coarse_by])
+            mask = Signal(8, name=f"fine_mask{i}")
+            m.d.comb += mask.eq((Const(1, 9) << fine_by) - 1)
+            sticky = reg(1, "sticky", sticky_coarse | (coarse[:8] & mask).any())
+
+        # 6. round
+        floor = t[1:].as_signed()
+        if self.rounding == "truncate":
+            increment = 0
+        elif self.rounding == "half_up":
+            increment = t[0]
+        else:
+            increment = t[0] & (sticky | floor[0])
+        rounded = reg(signed(P + 1), "rounded", floor + increment)
+
+        # 7. fit
+        b = self.act_bits
+        if not self.saturate:
+            return reg(signed(b), "y", rounded[:b])
+        upper = rounded[b - 1:]
+        fits = upper.all() | ~upper.any()
+        lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
+        return reg(signed(b), "y", Mux(fits, rounded[:b], Mux(rounded[-1], lo, hi)))

@@ -7,11 +7,16 @@ The engine's schedule (docs/engine.md "Schedule" derives every constant below fr
   cycles, and the next tile is assembled W cycles after the previous one was taken, so tiles of one
   block row follow each other every P cycles. An empty block row occupies the MAC array one cycle.
 - The first tile can be taken in cycle L + W + 1 (requests from cycle 0, one word per cycle).
-- Block row q's MAC work ends at E_q = S_q + (nnz_q − 1)·P + N + 2 (its rows_done event), or
-  E_q = S_q + 3 for an empty row, where S_q is the cycle its first job is taken.
+- Block row q's MAC work ends at E_q = S_q + (nnz_q − 1)·P + N + A (its rows_done event), or
+  E_q = S_q + 1 + A for an empty row, where S_q is the cycle its first job is taken and
+  A = :func:`accumulate_latency` the register stages between the MAC array's operands and the
+  accumulator write (products, adder tree, read-modify-write).
 - The output stage drains row q in cycles D_q … D_q + N − 1, D_q = max(E_q + 2, D_{q−1} + N).
 - Two accumulator banks: row q's first job waits for D_{q−2} + N (row q−2 drained).
-- The count ends with the last output's handshake: cycles = D_{R−1} + N + 3.
+- The count ends with the last output's handshake: cycles = D_{R−1} + N + :data:`DRAIN_LATENCY`.
+
+The pipeline registers that make the engine meet its FPGA clock are part of this model: the hardware
+components build their stages from the constants below (and check that they did).
 
 With ``memory.bandwidth_bytes_per_cycle`` below the bus width the simulated memory accepts words under
 the token bucket :class:`BandwidthBucket` (tile_load_cycles per tile), and the schedule follows the
@@ -30,8 +35,32 @@ import numpy as np
 from .errors import UsageError
 from .spec import Spec
 
-__all__ = ["layer_cycles", "layer_schedule", "estimate_layer", "dense_nnz_per_row", "BandwidthBucket",
+__all__ = ["REQUANTIZER_STAGES", "ACCUMULATOR_STAGES", "TREE_LEVELS_PER_STAGE", "DRAIN_LATENCY",
+           "mac_stages", "accumulate_latency", "layer_cycles", "layer_schedule", "estimate_layer", "dense_nnz_per_row", "BandwidthBucket",
            "bandwidth_bucket"]
+
+
+# ---- pipeline depths (docs/engine.md "Pipeline") -------------------------------------------------------
+REQUANTIZER_STAGES = 8      # bias, operands, multiply, sum, shift by 8s, shift by 1s, round, fit
+ACCUMULATOR_STAGES = 2      # read the accumulator row, then add (with forwarding) and write it back
+TREE_LEVELS_PER_STAGE = 3   # adder-tree levels between two registers of the MAC array
+# A token the output stage addresses in cycle c is on ``out`` in c + DRAIN_LATENCY: memory data (1),
+# its register (1), the requantizer, the output FIFO's registered head (2).
+DRAIN_LATENCY = 2 + REQUANTIZER_STAGES + 2
+
+
+def mac_stages(block_cols: int) -> int:
+    """Registers from the MAC array's operands to its partial sums: each multiplier's own copy of its
+    operands, the products, then one after every TREE_LEVELS_PER_STAGE levels of the
+    ceil(log2 BC)-level adder tree (at least one)."""
+    levels = (int(block_cols) - 1).bit_length()
+    return 2 + max(1, -(-levels // TREE_LEVELS_PER_STAGE))
+
+
+def accumulate_latency(spec: Spec) -> int:
+    """A: cycles from a token's MAC cycle to its accumulator write, minus one (the write cycle of the
+    last token of a tile taken in cycle T is T + N + A)."""
+    return mac_stages(spec.block.cols) + ACCUMULATOR_STAGES
 
 
 def _check_tokens(spec: Spec, n_tokens: int) -> int:
@@ -91,9 +120,9 @@ def layer_schedule(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> dict[s
         mac_end.append(end)
         drain.append(d)
 
-    last = _rows(nnz, n, _tile_source(spec, nnz, n), record)
+    last = _rows(nnz, n, _tile_source(spec, nnz, n), accumulate_latency(spec), record)
     return {"start": np.array(start, dtype=np.int64), "mac_end": np.array(mac_end, dtype=np.int64),
-            "drain": np.array(drain, dtype=np.int64), "cycles": last + n + 3}
+            "drain": np.array(drain, dtype=np.int64), "cycles": last + n + DRAIN_LATENCY}
 
 
 def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
@@ -101,16 +130,16 @@ def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
     hold ``nnz_per_row`` non-zero tiles, at N = ``n_tokens``."""
     n = _check_tokens(spec, n_tokens)
     nnz = _check_nnz(nnz_per_row).tolist()
-    return _rows(nnz, n, _tile_source(spec, nnz, n)) + n + 3
+    return _rows(nnz, n, _tile_source(spec, nnz, n), accumulate_latency(spec)) + n + DRAIN_LATENCY
 
 
-def _rows(nnz: list[int], n: int, tiles: Callable[[int, int], tuple[int, int]],
+def _rows(nnz: list[int], n: int, tiles: Callable[[int, int], tuple[int, int]], pipe: int,
           record: Callable[[int, int, int], None] | None = None) -> int:
     """The row recurrence of docs/engine.md "The cycle formula"; returns D of the last block row.
 
     ``tiles(s, k)`` takes a row's k tiles no earlier than cycle s and returns (first take, last take);
-    ``record(S_q, E_q, D_q)``, if given, sees every row's events. Plain ints: this is the hot path of
-    whole-model estimates.
+    ``pipe`` is A (:func:`accumulate_latency`); ``record(S_q, E_q, D_q)``, if given, sees every row's
+    events. Plain ints: this is the hot path of whole-model estimates.
     """
     mac_free = 1                # the index memory's first entry is readable in cycle 1
     older = -n                  # D_{q-2}: no constraint for q < 2 (mac_free >= 1 > older + n)
@@ -122,10 +151,9 @@ def _rows(nnz: list[int], n: int, tiles: Callable[[int, int], tuple[int, int]],
         if k:
             s, take = tiles(s, k)
             mac_free = take + n
-            end = mac_free + 2
         else:
             mac_free = s + 1
-            end = s + 3
+        end = mac_free + pipe
         older = last
         last = last + n if last + n > end + 2 else end + 2
         if record is not None:
