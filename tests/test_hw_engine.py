@@ -187,3 +187,18 @@ def test_bandwidth_limited_memory_cycles_equal_estimate(seed):
     layer = random_layer(spec, rng, out_f, in_f, density=float(rng.uniform(0.2, 1)), block_mask=mask)
     x = random_activations(rng, in_f, int(rng.integers(1, 9)))
     check_runs(spec, [(layer, x), (layer, x)], 700 + seed)
+
+
+def test_lut_multipliers_beyond_the_parts_dsps_stay_exact():
+    """8×8 tiles on a 28-DSP part: the requantizer keeps 16 DSPs, 12 MAC products use the other 12 and
+    52 are built from LUTs (shift-and-add); outputs and cycles are those of the all-DSP engine."""
+    from blockforge_hw.layouts import EngineGeometry
+
+    seed = 901
+    rng = np.random.default_rng(seed)
+    base = small_spec(8, 8, bus_bits=64, features=32).to_dict()
+    spec = spec_from_dict(base | {"target": {"family": "ecp5", "device": "LFE5U-12F", "speed": 6}},
+                          source="<small on 12k>")
+    assert EngineGeometry.from_spec(spec).dsp_products == 28 - 16
+    layer = random_layer(spec, rng, 32, 32, density=0.6)
+    check_layer(spec, layer, random_activations(rng, 32, 5), seed)

@@ -8,16 +8,17 @@ Two independent walkers, both strictly sequential:
   one tile plus the round trip, so tile loads overlap the MAC array's work on the previous tile;
 - the *index walker* reads one index entry per cycle (no bubbles between rows).
 
-Words leave the FIFO into the tile assembly register (a shift register of tile_words words); when it
-holds a whole tile and the current index entry is a tile, a job ``{tile, col, first, last, empty}``
-is offered on ``jobs``. While the MAC array accepts that job, the first word of the next tile may
-already shift in: that register and the MAC array's tile register form the double buffer.
-An empty block row is a job with ``empty`` = 1 and no tile.
+Words leave the FIFO into the tile assembly slots (A, one word per cycle); a whole tile moves to the
+offer register (B) as soon as B is free, and A starts on the next tile in the same cycle. When B holds
+a tile and the current index entry is a tile, a job ``{tile, col, first, last, empty}`` is offered on
+``jobs``; taking it frees B. A, B and the MAC array's tile register form a triple buffer, so the
+handshake drives no wide enables (docs/engine.md "Schedule"). An empty block row is a job with
+``empty`` = 1 and no tile.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,41 +78,44 @@ class TileFetch(wiring.Component):
             with m.Else():
                 m.d.sync += req_word.eq(req_word + 1)
 
-        # ---- tile assembly: a shift register filled one word per cycle ------------------------
-        # ``full`` (the register holds a whole tile) is a flip-flop, not a comparison, so the job
-        # handshake starts from flip-flops.
-        assembly = Signal(words * g.bus_bits)
-        assembled = Signal(range(words + 1))
-        full = Signal()
+        # ---- tile assembly (A) and the offered tile (B) -----------------------------------------
+        # Words leave the FIFO into the assembly slots, one per cycle, word i of a tile into slot i.
+        # A whole tile moves to the offer register B as soon as B is free, and A starts on the next
+        # tile in that same cycle. Every enable here comes from flip-flops (A full, B valid, the
+        # FIFO's level), none from the job handshake, which only clears B's valid bit.
+        slots = [Signal(g.bus_bits, name=f"slot{k}") for k in range(words)]
+        filled = Signal(range(words + 1))
+        a_full = Signal()
+        offer = Signal(words * g.bus_bits)
+        b_valid = Signal()
+        transfer = Signal()
         take_tile = Signal()
         pop = Signal()
+        slot = Signal(range(words))
         m.d.comb += [
-            pop.eq(words_fifo.r_rdy & (~full | take_tile)),
+            transfer.eq(a_full & ~b_valid),
+            pop.eq(words_fifo.r_rdy & (~a_full | transfer)),
             words_fifo.r_en.eq(pop),
+            slot.eq(Mux(transfer, 0, filled)),
         ]
         m.d.sync += outstanding.eq(outstanding + (self.weight_req.valid & self.weight_req.ready) - pop)
-        with m.If(pop):
-            if words == 1:
-                m.d.sync += assembly.eq(words_fifo.r_data)
-            else:
-                m.d.sync += assembly.eq(Cat(assembly[g.bus_bits:], words_fifo.r_data))
-        with m.If(take_tile):
-            m.d.sync += [assembled.eq(pop), full.eq(pop & (words == 1))]
-        with m.Elif(pop):
-            m.d.sync += [assembled.eq(assembled + 1), full.eq(assembled == words - 1)]
+        for k in range(words):
+            with m.If(pop & (slot == k)):
+                m.d.sync += slots[k].eq(words_fifo.r_data)
+        with m.If(transfer):
+            m.d.sync += [offer.eq(Cat(*slots)), b_valid.eq(1), filled.eq(pop), a_full.eq(pop & (words == 1))]
+        with m.Else():
+            with m.If(pop):
+                m.d.sync += [filled.eq(filled + 1), a_full.eq(filled == words - 1)]
+            with m.If(take_tile):
+                m.d.sync += b_valid.eq(0)
 
         # ---- index walker: one entry per cycle ------------------------------------------------
-        # The bounds (entries left in the index memory, block rows left, tiles left) are kept as
-        # flip-flops computed from the counters' next values.
-        ptr = Signal(range(g.index_depth + 1))
-        ptr_next = Signal.like(ptr)
+        # The bounds (entries left in the index memory, block rows left, tiles left) are flip-flops.
+        # Each counter's "stays" and "steps" outcomes (value and bound) are computed from registers
+        # in parallel with the handshake, which then only selects one: no adder or comparator sits
+        # behind the handshake.
         primed = Signal()
-        rows_ended = Signal(range(g.max_block_rows + 1))
-        rows_ended_next = Signal.like(rows_ended)
-        tiles_seen = Signal(range(g.max_tiles + 1))
-        tiles_seen_next = Signal.like(tiles_seen)
-        in_index, rows_left, tiles_left = Signal(), Signal(), Signal()
-        row_start = Signal(init=1)
         entry = self.index.data
         consume = Signal()
         ends_row = Signal()
@@ -119,17 +123,25 @@ class TileFetch(wiring.Component):
         m.d.comb += [
             consume.eq(self.jobs.valid & self.jobs.ready),
             ends_row.eq(entry.last | entry.empty),
-            ptr_next.eq(ptr + consume),
-            rows_ended_next.eq(rows_ended + (consume & ends_row)),
-            tiles_seen_next.eq(tiles_seen + (consume & ~entry.empty)),
+        ]
+
+        def counter(name, shape, step, bound):
+            """A counter that adds ``step`` (1 bit) and a flip-flop ``count < bound``; returns
+            (count, the selected next count, the flag)."""
+            count, plus_one = Signal(shape, name=name), Signal(shape, name=f"{name}_plus_one")
+            below, below_plus_one, flag = Signal(), Signal(), Signal(name=f"{name}_in_bound")
+            m.d.comb += [plus_one.eq(count + 1), below.eq(count < bound), below_plus_one.eq(plus_one < bound)]
+            m.d.sync += [count.eq(Mux(step, plus_one, count)), flag.eq(Mux(step, below_plus_one, below))]
+            return count, Mux(step, plus_one, count), flag
+
+        ptr, ptr_next, in_index = counter("ptr", range(g.index_depth + 1), consume, g.index_depth)
+        _, _, rows_left = counter("rows_ended", range(g.max_block_rows + 1), consume & ends_row,
+                                  self.n_block_rows)
+        _, _, tiles_left = counter("tiles_seen", range(g.max_tiles + 1), consume & ~entry.empty, self.n_tiles)
+        row_start = Signal(init=1)
+        m.d.comb += [
             self.index.en.eq(1),
             self.index.addr.eq(ptr_next),
-        ]
-        m.d.sync += [
-            ptr.eq(ptr_next), rows_ended.eq(rows_ended_next), tiles_seen.eq(tiles_seen_next),
-            in_index.eq(ptr_next < g.index_depth),
-            rows_left.eq(rows_ended_next < self.n_block_rows),
-            tiles_left.eq(tiles_seen_next < self.n_tiles),
         ]
         errors = Signal()
         m.d.comb += errors.eq(self.index_overrun | self.bad_column | self.tile_overrun)
@@ -148,8 +160,8 @@ class TileFetch(wiring.Component):
         m.d.comb += entry_ok.eq(wanted & in_index & (entry.empty | tiles_left))
 
         m.d.comb += [
-            self.jobs.valid.eq(entry_ok & (entry.empty | full)),
-            self.jobs.payload.tile.eq(assembly),
+            self.jobs.valid.eq(entry_ok & (entry.empty | b_valid)),
+            self.jobs.payload.tile.eq(offer),
             self.jobs.payload.col.eq(entry.col),
             self.jobs.payload.first.eq(row_start),
             self.jobs.payload.last.eq(ends_row),

@@ -66,7 +66,7 @@ REQUANT_CHUNK_BITS = 17   # an unsigned 17-bit chunk times a ≤ 17-bit multipli
 def _part_dsps(spec: Spec) -> int | None:
     """DSP multipliers (18×18) of the spec's target part; None without a target."""
     part = spec.part
-    return None if part is None else getattr(part.device, "dsps", None)
+    return None if part is None else part.device.dsps
 
 
 def _positive(name: str, value) -> int:

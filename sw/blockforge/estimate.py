@@ -3,10 +3,12 @@ layer with no injected stalls, and the figures derived from it.
 
 The engine's schedule (docs/engine.md "Schedule" derives every constant below from the RTL):
 
-- L = read_latency, W = tile_words, N = tokens, P = max(N, W): a tile occupies the MAC array for N
-  cycles, and the next tile is assembled W cycles after the previous one was taken, so tiles of one
-  block row follow each other every P cycles. An empty block row occupies the MAC array one cycle.
-- The first tile can be taken in cycle L + W + 1 (requests from cycle 0, one word per cycle).
+- L = read_latency, W = tile_words, N = tokens, P = max(N, W, 2): a tile occupies the MAC array for N
+  cycles; TileFetch assembles tiles W cycles apart and hands them over through an offer register, so
+  in steady state tiles of one block row follow each other every P cycles. An empty block row occupies
+  the MAC array one cycle.
+- The first tile can be taken in cycle L + W + 2 (requests from cycle 0, one word per cycle, one cycle
+  into the offer register).
 - Block row q's MAC work ends at E_q = S_q + (nnz_q − 1)·P + N + A (its rows_done event), or
   E_q = S_q + 1 + A for an empty row, where S_q is the cycle its first job is taken and
   A = :func:`accumulate_latency` the register stages between the MAC array's operands and the
@@ -163,21 +165,37 @@ def _rows(nnz: list[int], n: int, tiles: Callable[[int, int], tuple[int, int]], 
 
 def _tile_source(spec: Spec, nnz: list[int], n: int) -> Callable[[int, int], tuple[int, int]]:
     """How a row's tiles reach the MAC array: closed form when the memory serves a word per cycle,
-    else word by word through the bandwidth bucket."""
+    else word by word through the bandwidth bucket.
+
+    TileFetch's assembly slots (A) fill one word per cycle; a whole tile moves to the offer register (B)
+    in cycle t = max(A full, the cycle after B's last take) and A starts the next tile in that same
+    cycle, so it is full again at t + W; the tile is offered from t + 1 and taken at
+    T = max(the MAC array's cycle, t + 1). With words always in time A is first full at L + W + 1.
+    Within a row the gap d = T − t follows d' = max(N, m + 1) − m with m = max(W − d, 1), a
+    non-decreasing map, so it settles in a few tiles; from then on every tile costs the same."""
     latency, words = spec.memory.read_latency, spec.tile_words
     bucket = bandwidth_bucket(spec)
     if bucket is not None:
         return _throttled_tiles(latency, words, bucket, nnz, n)
-    period = n if n > words else words
-    next_tile = latency + words + 1    # cycle the next tile is assembled (words are always in time)
+    moved = None        # t of the last tile that moved to B
+    take = 0            # T of the last tile taken
 
     def tiles(s: int, k: int) -> tuple[int, int]:
-        nonlocal next_tile
-        if s < next_tile:
-            s = next_tile
-        take = s + (k - 1) * period
-        next_tile = take + words
-        return s, take
+        nonlocal moved, take
+        moved = latency + words + 1 if moved is None else max(moved + words, take + 1)
+        first = take = max(s, moved + 1)
+        remaining = k - 1
+        while remaining:
+            gap = take - moved
+            wait = words - gap if words - gap > 1 else 1       # cycles until the next tile moves to B
+            step = n if n > wait + 1 else wait + 1
+            if step - wait == gap:                               # settled: every later tile alike
+                moved = take + wait + (remaining - 1) * step
+                take += remaining * step
+                break
+            moved, take = take + wait, take + step
+            remaining -= 1
+        return first, take
     return tiles
 
 
@@ -186,16 +204,18 @@ def _throttled_tiles(latency: int, words: int, bucket: BandwidthBucket, nnz: lis
     """Tiles with the weight words followed one by one through the fetch (docs/engine.md "Bandwidth
     limit"): word k is requested from e_k = max(t_{k−1} + 1, p_{k−D} + 1) (credit: FIFO depth
     D = W + L + 3), accepted at t_k ≥ e_k when the bucket holds ``cost``, readable at t_k + L + 1,
-    popped at p_k = max(t_k + L + 1, p_{k−1} + 1, take of the previous tile if k starts a tile);
-    a tile can be taken the cycle after its last word was popped."""
+    popped into the assembly slots at p_k = max(t_k + L + 1, p_{k−1} + 1, the cycle the previous tile
+    moved to the offer register if k starts a tile); the slots are full the cycle after the tile's last
+    pop, the tile moves to the offer register at max(full, previous take + 1) and is offered from the
+    next cycle."""
     depth = words + latency + 3
     gain, cost, capacity = bucket.gain, bucket.cost, bucket.capacity
     pops: deque[int] = deque(maxlen=depth)   # pop cycles of the last `depth` words
     last_accept, credit_after = -1, capacity   # bucket: full in cycle 0
     last_pop = -1
-    prev_take = 0
 
-    def fetch_tile() -> int:
+    def fill(after: int) -> int:
+        """Pop the next tile's words, the first no earlier than ``after``; the cycle the slots are full."""
         nonlocal last_accept, credit_after, last_pop
         for i in range(words):
             wanted = last_accept + 1
@@ -213,22 +233,24 @@ def _throttled_tiles(latency: int, words: int, bucket: BandwidthBucket, nnz: lis
             pop = accept + latency + 1
             if pop <= last_pop:
                 pop = last_pop + 1
-            if i == 0 and pop < prev_take:
-                pop = prev_take
+            if i == 0 and pop < after:
+                pop = after
             pops.append(pop)
             last_pop = pop
         return last_pop + 1
 
-    ready = fetch_tile() if any(nnz) else 0
+    full = fill(0) if any(nnz) else 0
+    take = 0
 
     def tiles(s: int, k: int) -> tuple[int, int]:
-        nonlocal ready, prev_take
-        take = first = max(s, ready)
-        for i in range(1, k + 1):
-            prev_take = take
-            ready = fetch_tile()
-            if i < k:
-                take = max(take + n, ready)
+        nonlocal full, take
+        first = -1
+        for i in range(k):
+            moved = full if full > take + 1 else take + 1
+            full = fill(moved)
+            take = max(s if i == 0 else take + n, moved + 1)
+            if i == 0:
+                first = take
         return first, take
     return tiles
 

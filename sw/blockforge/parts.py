@@ -29,6 +29,7 @@ class Device:
     speeds: tuple[int, ...]      # speed grades sold
     packages: tuple[str, ...]    # package names as nextpnr spells them
     default_package: str
+    dsps: int                    # 18×18 multipliers (MULT18X18D), from the family data sheet
 
     @property
     def nextpnr_tool(self) -> str:
@@ -40,16 +41,16 @@ _ECP5_45 = ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144")
 _ECP5_85 = ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285")
 
 DEVICES: tuple[Device, ...] = (
-    Device("ecp5", "LFE5U-12F", "12k", (6, 7, 8), _ECP5_SMALL, "CABGA381"),
-    Device("ecp5", "LFE5U-25F", "25k", (6, 7, 8), _ECP5_SMALL, "CABGA381"),
-    Device("ecp5", "LFE5U-45F", "45k", (6, 7, 8), _ECP5_45, "CABGA381"),
-    Device("ecp5", "LFE5U-85F", "85k", (6, 7, 8), _ECP5_85, "CABGA381"),
-    Device("ecp5", "LFE5UM-25F", "um-25k", (6, 7, 8), _ECP5_SMALL, "CABGA381"),
-    Device("ecp5", "LFE5UM-45F", "um-45k", (6, 7, 8), _ECP5_45, "CABGA381"),
-    Device("ecp5", "LFE5UM-85F", "um-85k", (6, 7, 8), _ECP5_85, "CABGA381"),
-    Device("ecp5", "LFE5UM5G-25F", "um5g-25k", (8,), _ECP5_SMALL, "CABGA381"),
-    Device("ecp5", "LFE5UM5G-45F", "um5g-45k", (8,), _ECP5_45, "CABGA381"),
-    Device("ecp5", "LFE5UM5G-85F", "um5g-85k", (8,), _ECP5_85, "CABGA381"),
+    Device("ecp5", "LFE5U-12F", "12k", (6, 7, 8), _ECP5_SMALL, "CABGA381", 28),
+    Device("ecp5", "LFE5U-25F", "25k", (6, 7, 8), _ECP5_SMALL, "CABGA381", 28),
+    Device("ecp5", "LFE5U-45F", "45k", (6, 7, 8), _ECP5_45, "CABGA381", 72),
+    Device("ecp5", "LFE5U-85F", "85k", (6, 7, 8), _ECP5_85, "CABGA381", 156),
+    Device("ecp5", "LFE5UM-25F", "um-25k", (6, 7, 8), _ECP5_SMALL, "CABGA381", 28),
+    Device("ecp5", "LFE5UM-45F", "um-45k", (6, 7, 8), _ECP5_45, "CABGA381", 72),
+    Device("ecp5", "LFE5UM-85F", "um-85k", (6, 7, 8), _ECP5_85, "CABGA381", 156),
+    Device("ecp5", "LFE5UM5G-25F", "um5g-25k", (8,), _ECP5_SMALL, "CABGA381", 28),
+    Device("ecp5", "LFE5UM5G-45F", "um5g-45k", (8,), _ECP5_45, "CABGA381", 72),
+    Device("ecp5", "LFE5UM5G-85F", "um5g-85k", (8,), _ECP5_85, "CABGA381", 156),
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(d.family for d in DEVICES))
