@@ -189,16 +189,18 @@ def test_bandwidth_limited_memory_cycles_equal_estimate(seed):
     check_runs(spec, [(layer, x), (layer, x)], 700 + seed)
 
 
-def test_lut_multipliers_beyond_the_parts_dsps_stay_exact():
-    """8×8 tiles on a 28-DSP part: the requantizer keeps 16 DSPs, 12 MAC products use the other 12 and
-    52 are built from LUTs (shift-and-add); outputs and cycles are those of the all-DSP engine."""
-    from blockforge_hw.layouts import EngineGeometry
-
-    seed = 901
-    rng = np.random.default_rng(seed)
-    base = small_spec(8, 8, bus_bits=64, features=32).to_dict()
-    spec = spec_from_dict(base | {"target": {"family": "ecp5", "device": "LFE5U-12F", "speed": 6}},
-                          source="<small on 12k>")
-    assert EngineGeometry.from_spec(spec).dsp_products == 28 - 16
+@pytest.mark.parametrize("seed", range(3))
+def test_lut_multipliers_of_the_fpga_build_stay_exact(seed):
+    """The FPGA build's MAC products (shift-and-add in LUTs) give the outputs and cycles of the
+    simulated RTL's multiplications, with stalls too."""
+    rng = np.random.default_rng(900 + seed)
+    rows, cols, bus = [(8, 8, 64), (2, 4, 32), (1, 8, 16)][seed]
+    spec = small_spec(rows, cols, bus_bits=bus, features=32, rounding=("half_up", "half_even", "truncate")[seed])
     layer = random_layer(spec, rng, 32, 32, density=0.6)
-    check_layer(spec, layer, random_activations(rng, 32, 5), seed)
+    x = random_activations(rng, 32, int(rng.integers(1, 9)))
+    expected, _ = linear(layer, x, spec.numerics)
+    result = run_layer(spec, layer, x, seed=seed, mac_multipliers="lut")
+    assert result.status == 0 and np.array_equal(result.y, expected), f"seed {seed}"
+    assert result.cycles == layer_cycles(spec, layer.nnz_per_row(), x.shape[1]), f"seed {seed}"
+    stalled = run_layer(spec, layer, x, seed=seed, weight_stall=60, out_stall=60, mac_multipliers="lut")
+    assert np.array_equal(stalled.y, expected), f"seed {seed}: stalls"

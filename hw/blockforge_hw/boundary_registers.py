@@ -25,12 +25,12 @@ __all__ = ["BoundaryRegisters"]
 
 
 class BoundaryRegisters(wiring.Component):
-    """The engine for ``spec`` (depths as :class:`~.engine.Engine`) with the same ports, each registered."""
+    """The engine for ``spec`` (``options`` as :class:`~.engine.Engine`) with the same ports, each registered."""
 
-    def __init__(self, spec: Spec, **depths):
+    def __init__(self, spec: Spec, **options):
         if not isinstance(spec, Spec):
             raise reject(self, f"BoundaryRegisters needs a blockforge Spec, not {type(spec).__name__}")
-        self.engine = Engine(spec, **depths)
+        self.engine = Engine(spec, **options)
         super().__init__(dict(self.engine.signature.members))
 
     @property

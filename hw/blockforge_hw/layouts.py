@@ -63,12 +63,6 @@ def checked_geometry(component, geometry) -> "EngineGeometry":
 REQUANT_CHUNK_BITS = 17   # an unsigned 17-bit chunk times a ≤ 17-bit multiplier fits an 18×18 signed DSP
 
 
-def _part_dsps(spec: Spec) -> int | None:
-    """DSP multipliers (18×18) of the spec's target part; None without a target."""
-    part = spec.part
-    return None if part is None else part.device.dsps
-
-
 def _positive(name: str, value) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -95,11 +89,11 @@ class EngineGeometry:
     saturate: bool
     weight_depth: int       # words in the weight memory
     index_depth: int        # entries in the index memory
-    dsp_products: int | None = None   # MAC products built on DSP multipliers (None: all); the rest in LUTs
+    mac_multipliers: str = "dsp"  # "dsp": MAC products as multiplications; "lut": shift-and-add in LUTs
 
     @classmethod
-    def from_spec(cls, spec: Spec, *, weight_depth: int | None = None,
-                  index_depth: int | None = None) -> "EngineGeometry":
+    def from_spec(cls, spec: Spec, *, weight_depth: int | None = None, index_depth: int | None = None,
+                  mac_multipliers: str = "dsp") -> "EngineGeometry":
         depths = default_depths(spec)
         geometry = cls(
             rows=spec.block.rows, cols=spec.block.cols, bus_bits=spec.memory.weight_bus_bits,
@@ -112,10 +106,11 @@ class EngineGeometry:
             rounding=spec.numerics.rounding, saturate=spec.numerics.saturate,
             weight_depth=depths["weights"] if weight_depth is None else weight_depth,
             index_depth=depths["index"] if index_depth is None else index_depth)
-        dsps = _part_dsps(spec)
-        if dsps is not None and dsps - geometry.requantizer_dsps < geometry.rows * geometry.cols:
-            # The requantizer keeps its DSPs (wide products); the MAC products that do not fit go to LUTs.
-            geometry = dataclasses.replace(geometry, dsp_products=max(0, dsps - geometry.requantizer_dsps))
+        geometry = dataclasses.replace(geometry, mac_multipliers=mac_multipliers)
+        part = spec.part
+        if part is not None and geometry.requantizer_dsps > part.device.dsps:
+            raise ValueError(f"the requantizer needs {geometry.requantizer_dsps} DSP multipliers, "
+                             f"the target {part.device.name} has {part.device.dsps}")
         geometry.check()
         return geometry
 
@@ -136,6 +131,8 @@ class EngineGeometry:
         if self.weight_depth < self.tile_words:
             raise ValueError(f"weight_depth {self.weight_depth} holds less than one tile "
                              f"({self.tile_words} words)")
+        if self.mac_multipliers not in ("dsp", "lut"):
+            raise ValueError(f"mac_multipliers must be 'dsp' or 'lut', not {self.mac_multipliers!r}")
         if self.rounding not in ("half_up", "half_even", "truncate"):
             raise ValueError(f"rounding must be half_up, half_even or truncate, not {self.rounding!r}")
         if self.product_bits > 64:

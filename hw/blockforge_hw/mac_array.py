@@ -23,18 +23,23 @@ from blockforge.estimate import TREE_LEVELS_PER_STAGE, mac_stages
 
 from .layouts import checked_geometry, EngineGeometry, ReadPortSignature
 
-__all__ = ["MacArray", "lut_product", "pipelined_tree_sum"]
+__all__ = ["MacArray", "lut_product", "lut_product_halves", "pipelined_tree_sum"]
 
 
-def lut_product(a, b):
-    """a · b for signed 8-bit ``a`` and ``b`` as shift-and-add (no multiplier cell, so synthesis builds
-    it from LUTs and carry chains): Σ_k b[k]·a·2^k over the 7 magnitude bits minus b[7]·a·2^7."""
+def lut_product_halves(a, b):
+    """Two values whose sum is a · b for signed 8-bit ``a`` and ``b``, as shift-and-add (no multiplier
+    cell, so synthesis builds it from LUTs and carry chains): Σ_k b[k]·a·2^k over the 7 magnitude bits
+    minus b[7]·a·2^7, summed two levels deep into halves (bits 0–3 and bits 4–7 of ``b``)."""
     a16 = a.as_signed()
     terms = [Mux(b[k], a16 << k, 0) for k in range(7)]
     terms.append(-Mux(b[7], a16 << 7, 0))
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
-    return terms[0]
+    return (terms[0] + terms[1]) + (terms[2] + terms[3]), (terms[4] + terms[5]) + (terms[6] + terms[7])
+
+
+def lut_product(a, b):
+    """a · b for signed 8-bit ``a`` and ``b`` from LUTs (:func:`lut_product_halves`, added)."""
+    low, high = lut_product_halves(a, b)
+    return low + high
 
 
 def pipelined_tree_sum(m: Module, values, name: str) -> Signal:
@@ -130,20 +135,30 @@ class MacArray(wiring.Component):
 
         # ---- multiply and reduce: BR lanes of BC products, pipelined ------------------------------
         # Each multiplier gets its own copy of its two operands in flip-flops placed beside it (the
-        # activation byte would otherwise fan out to BR multipliers across the die), then its product
-        # is registered, then the adder tree adds every TREE_LEVELS_PER_STAGE levels. The tags ride
-        # along so they leave with their sums.
+        # activation byte would otherwise fan out to BR multipliers across the die); the product takes
+        # two register stages (LUT shift-and-add: two halves, then their sum; DSP: its output, then a
+        # copy), then the adder tree adds every TREE_LEVELS_PER_STAGE levels. The tags ride along so
+        # they leave with their sums.
         x = self.act.data
-        on_dsps = g.rows * g.cols if g.dsp_products is None else g.dsp_products
         sums = []
         for i in range(g.rows):
             products = []
             for j in range(g.cols):
                 weight = Signal(signed(8), name=f"weight_{i}_{j}")
-                activation = Signal(signed(8), name=f"activation_{i}_{j}")
+                # kept: synthesis would otherwise merge the BR equal copies (docs/fpga.md "Replicas")
+                activation = Signal(signed(8), name=f"activation_{i}_{j}", attrs={"keep": 1})
                 product = Signal(signed(16), name=f"product_{i}_{j}")
-                multiply = weight * activation if i * g.cols + j < on_dsps else lut_product(weight, activation)
-                m.d.sync += [weight.eq(tile[i][j]), activation.eq(x[j]), product.eq(multiply)]
+                m.d.sync += [weight.eq(tile[i][j]), activation.eq(x[j])]
+                if g.mac_multipliers == "dsp":
+                    # a DSP multiplier, its output registered, then one more register (the LUT
+                    # product's depth)
+                    at_dsp = Signal(signed(16), name=f"dsp_{i}_{j}")
+                    m.d.sync += [at_dsp.eq(weight * activation), product.eq(at_dsp)]
+                else:
+                    low = Signal(signed(16), name=f"low_{i}_{j}")
+                    high = Signal(signed(16), name=f"high_{i}_{j}")
+                    halves = lut_product_halves(weight, activation)
+                    m.d.sync += [low.eq(halves[0]), high.eq(halves[1]), product.eq(low + high)]
                 products.append(product)
             sums.append(pipelined_tree_sum(m, products, f"lane{i}"))
         tags = Signal(data.StructLayout({name: shape for name, shape in g.partial_layout.members.items()

@@ -114,7 +114,8 @@ class Requantizer(wiring.Component):
         for lo in range(0, width, CHUNK_BITS):
             hi = min(lo + CHUNK_BITS, width)
             chunk = reg(unsigned(hi - lo) if hi < width else signed(hi - lo), f"operand{lo}_", biased[lo:hi])
-            factor = reg(unsigned(self.multiplier_bits), f"factor{lo}_", multiplier)
+            factor = Signal(unsigned(self.multiplier_bits), name=f"factor{lo}_{i}", attrs={"keep": 1})
+            m.d.sync += factor.eq(multiplier)         # kept: one copy per DSP (docs/fpga.md "Replicas")
             chunks.append((lo, reg(signed(hi - lo + self.multiplier_bits + 1), f"chunk{lo}_",
                                    chunk * factor)))
         shift = carried(shift, "shift_m", 2)

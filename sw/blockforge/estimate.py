@@ -45,7 +45,7 @@ __all__ = ["REQUANTIZER_STAGES", "ACCUMULATOR_STAGES", "TREE_LEVELS_PER_STAGE", 
 # ---- pipeline depths (docs/engine.md "Pipeline") -------------------------------------------------------
 REQUANTIZER_STAGES = 8      # bias, operands, multiply, sum, shift by 8s, shift by 1s, round, fit
 ACCUMULATOR_STAGES = 2      # read the accumulator row, then add (with forwarding) and write it back
-TREE_LEVELS_PER_STAGE = 3   # adder-tree levels between two registers of the MAC array
+TREE_LEVELS_PER_STAGE = 1   # adder-tree levels between two registers of the MAC array
 # A token the output stage addresses in cycle c is on ``out`` in c + DRAIN_LATENCY: memory data (1),
 # its register (1), the requantizer, the output FIFO's registered head (2).
 DRAIN_LATENCY = 2 + REQUANTIZER_STAGES + 2
@@ -53,10 +53,10 @@ DRAIN_LATENCY = 2 + REQUANTIZER_STAGES + 2
 
 def mac_stages(block_cols: int) -> int:
     """Registers from the MAC array's operands to its partial sums: each multiplier's own copy of its
-    operands, the products, then one after every TREE_LEVELS_PER_STAGE levels of the
+    operands, two for the product, then one after every TREE_LEVELS_PER_STAGE levels of the
     ceil(log2 BC)-level adder tree (at least one)."""
     levels = (int(block_cols) - 1).bit_length()
-    return 2 + max(1, -(-levels // TREE_LEVELS_PER_STAGE))
+    return 3 + max(1, -(-levels // TREE_LEVELS_PER_STAGE))
 
 
 def accumulate_latency(spec: Spec) -> int:
