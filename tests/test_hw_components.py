@@ -33,9 +33,10 @@ def requant_cases(rng, lanes, n):
     return acc, bias, mult, shift
 
 
+@pytest.mark.parametrize("multipliers", ["dsp", "lut"])
 @pytest.mark.parametrize("rounding", ["half_up", "half_even", "truncate"])
 @pytest.mark.parametrize("saturate", [True, False])
-def test_requantizer_matches_reference_with_its_latency(rounding, saturate):
+def test_requantizer_matches_reference_with_its_latency(rounding, saturate, multipliers):
     """Inputs with random gaps; every output appears exactly ``latency`` cycles after its input."""
     seed = 700 + ["half_up", "half_even", "truncate"].index(rounding) * 2 + saturate
     rng = np.random.default_rng(seed)
@@ -44,7 +45,8 @@ def test_requantizer_matches_reference_with_its_latency(rounding, saturate):
     acc, bias, mult, shift = requant_cases(rng, lanes, n)
     expected = np.stack([requantize((acc[k] + bias[k]).reshape(-1, 1), mult[k], shift[k], spec.numerics)[:, 0]
                          for k in range(n)])
-    dut = Requantizer(lanes=lanes, acc_bits=32, multiplier_bits=16, rounding=rounding, saturate=saturate)
+    dut = Requantizer(lanes=lanes, acc_bits=32, multiplier_bits=16, rounding=rounding, saturate=saturate,
+                      multipliers=multipliers)
     sent, got = [], []
 
     async def bench(ctx):
@@ -71,7 +73,7 @@ def test_requantizer_matches_reference_with_its_latency(rounding, saturate):
     sim.add_testbench(bench)
     sim.run()
     assert np.array_equal(np.array([y for _, y, _ in got]), expected), f"seed {seed}: differs from the reference"
-    assert [c for c, _, _ in got] == [c + Requantizer.latency for c in sent], f"seed {seed}: latency"
+    assert [c for c, _, _ in got] == [c + dut.latency for c in sent], f"seed {seed}: latency"
     assert [last for _, _, last in got] == [0] * (n - 1) + [1]
 
 

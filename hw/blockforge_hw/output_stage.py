@@ -10,7 +10,7 @@ data, D2 registers it (memory clock-to-out is slow on FPGAs), then the requantiz
 stages, then an output FIFO whose registered head is ``out``. Nothing after D0 ever stalls: D0 issues
 a token only while the words in flight (issued, not yet taken from ``out``) leave room in the FIFO, so
 backpressure on ``out`` stops D0 alone and never fans out over the pipeline. With ``out.ready`` held
-high a token issued in cycle c is on ``out`` in cycle c + :data:`blockforge.estimate.DRAIN_LATENCY`
+high a token issued in cycle c is on ``out`` in cycle c + :func:`blockforge.estimate.drain_latency`
 and a token is issued every cycle.
 ``row_free`` pulses when the last read of a bank has been issued (the bank may be overwritten from
 the next cycle); ``finished`` pulses with the handshake of the layer's last output word.
@@ -22,7 +22,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from blockforge.estimate import DRAIN_LATENCY
+from blockforge.estimate import drain_latency
 
 from .layouts import checked_geometry, EngineGeometry, ReadPortSignature
 from .requantizer import Requantizer
@@ -56,12 +56,13 @@ class OutputStage(wiring.Component):
         m.submodules.queue = queue = fifo.SyncFIFO(width=2, depth=2)
         m.submodules.requantizer = requant = Requantizer(
             lanes=g.rows, acc_bits=g.acc_bits, multiplier_bits=g.multiplier_bits, act_bits=g.act_bits,
-            rounding=g.rounding, saturate=g.saturate)
-        if 2 + requant.latency + FIFO_LATENCY != DRAIN_LATENCY:
-            raise AssertionError("the output pipeline no longer matches blockforge.estimate.DRAIN_LATENCY")
-        # Words issued by D0 and not yet taken from out; the loop is DRAIN_LATENCY + 1 cycles long, so
-        # that much credit keeps one token per cycle flowing when out is always ready.
-        capacity = DRAIN_LATENCY + 1
+            rounding=g.rounding, saturate=g.saturate, multipliers=g.multipliers)
+        latency = 2 + requant.latency + FIFO_LATENCY
+        if latency != drain_latency(g.multiplier_bits):
+            raise AssertionError("the output pipeline no longer matches blockforge.estimate.drain_latency")
+        # Words issued by D0 and not yet taken from out; the loop is latency + 1 cycles long, so that
+        # much credit keeps one token per cycle flowing when out is always ready.
+        capacity = latency + 1
         m.submodules.words = words = fifo.SyncFIFOBuffered(width=g.out_layout.size + 1,
                                                             depth=capacity)
         m.d.comb += [

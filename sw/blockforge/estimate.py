@@ -15,7 +15,7 @@ The engine's schedule (docs/engine.md "Schedule" derives every constant below fr
   accumulator write (products, adder tree, read-modify-write).
 - The output stage drains row q in cycles D_q … D_q + N − 1, D_q = max(E_q + 2, D_{q−1} + N).
 - Two accumulator banks: row q's first job waits for D_{q−2} + N (row q−2 drained).
-- The count ends with the last output's handshake: cycles = D_{R−1} + N + :data:`DRAIN_LATENCY`.
+- The count ends with the last output's handshake: cycles = D_{R−1} + N + :func:`drain_latency`.
 
 The pipeline registers that make the engine meet its FPGA clock are part of this model: the hardware
 components build their stages from the constants below (and check that they did).
@@ -37,18 +37,32 @@ import numpy as np
 from .errors import UsageError
 from .spec import Spec
 
-__all__ = ["REQUANTIZER_STAGES", "ACCUMULATOR_STAGES", "TREE_LEVELS_PER_STAGE", "DRAIN_LATENCY",
-           "mac_stages", "accumulate_latency", "layer_cycles", "layer_schedule", "estimate_layer", "dense_nnz_per_row", "BandwidthBucket",
+__all__ = ["ACCUMULATOR_STAGES", "TREE_LEVELS_PER_STAGE", "product_levels", "requantizer_stages",
+           "drain_latency", "mac_stages", "accumulate_latency", "layer_cycles", "layer_schedule",
+           "estimate_layer", "dense_nnz_per_row", "BandwidthBucket",
            "bandwidth_bucket"]
 
 
 # ---- pipeline depths (docs/engine.md "Pipeline") -------------------------------------------------------
-REQUANTIZER_STAGES = 8      # bias, operands, multiply, sum, shift by 8s, shift by 1s, round, fit
 ACCUMULATOR_STAGES = 2      # read the accumulator row, then add (with forwarding) and write it back
 TREE_LEVELS_PER_STAGE = 1   # adder-tree levels between two registers of the MAC array
-# A token the output stage addresses in cycle c is on ``out`` in c + DRAIN_LATENCY: memory data (1),
-# its register (1), the requantizer, the output FIFO's registered head (2).
-DRAIN_LATENCY = 2 + REQUANTIZER_STAGES + 2
+
+
+def product_levels(multiplier_bits: int) -> int:
+    """Register stages of the requantizer's (acc + bias)·M: one per level of the shift-and-add tree over
+    M's bits (at least two: DSP output, chunk sum)."""
+    return max(2, (int(multiplier_bits) - 1).bit_length())
+
+
+def requantizer_stages(multiplier_bits: int) -> int:
+    """The requantizer's latency: bias, operands, the product, shift by 8s, shift by 1s, round, fit."""
+    return 2 + product_levels(multiplier_bits) + 4
+
+
+def drain_latency(multiplier_bits: int) -> int:
+    """A token the output stage addresses in cycle c is on ``out`` in c + drain_latency: memory data
+    (1), its register (1), the requantizer, the output FIFO's registered head (2). 14 for 16-bit M."""
+    return 2 + requantizer_stages(multiplier_bits) + 2
 
 
 def mac_stages(block_cols: int) -> int:
@@ -124,7 +138,8 @@ def layer_schedule(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> dict[s
 
     last = _rows(nnz, n, _tile_source(spec, nnz, n), accumulate_latency(spec), record)
     return {"start": np.array(start, dtype=np.int64), "mac_end": np.array(mac_end, dtype=np.int64),
-            "drain": np.array(drain, dtype=np.int64), "cycles": last + n + DRAIN_LATENCY}
+            "drain": np.array(drain, dtype=np.int64),
+            "cycles": last + n + drain_latency(spec.numerics.multiplier_bits)}
 
 
 def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
@@ -132,7 +147,8 @@ def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
     hold ``nnz_per_row`` non-zero tiles, at N = ``n_tokens``."""
     n = _check_tokens(spec, n_tokens)
     nnz = _check_nnz(nnz_per_row).tolist()
-    return _rows(nnz, n, _tile_source(spec, nnz, n), accumulate_latency(spec)) + n + DRAIN_LATENCY
+    tail = n + drain_latency(spec.numerics.multiplier_bits)
+    return _rows(nnz, n, _tile_source(spec, nnz, n), accumulate_latency(spec)) + tail
 
 
 def _rows(nnz: list[int], n: int, tiles: Callable[[int, int], tuple[int, int]], pipe: int,
