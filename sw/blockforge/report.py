@@ -162,7 +162,8 @@ table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;pad
 img{{max-width:100%;display:block;margin:1em 0}}</style></head><body>
 <h1>{esc(title)}</h1>
 <p>Spec <b>{esc(spec.name)}</b>: {spec.block.rows}×{spec.block.cols} blocks, {spec.macs_per_cycle} MACs/cycle,
-{spec.memory.weight_bus_bits}-bit weight bus, {spec.clock_mhz:g} MHz (digest {spec.digest[:12]}).</p>
+{spec.memory.weight_bus_bits}-bit weight bus, {spec.clock_mhz:g} MHz spec clock (digest {spec.digest[:12]}).
+{esc("Times at " + totals["clock"] + ".") if "clock" in totals else ""}</p>
 <h2>Totals</h2><table>{summary}</table>
 <h2>Surviving blocks</h2>{img('blocks')}
 <h2>Block sparsity</h2>{img('sparsity')}
