@@ -59,17 +59,21 @@ class AccumulatorBank(wiring.Component):
             update.addr.eq(addr0),
             update.en.eq(1),
         ]
-        valid1, held1, addr1 = Signal(), Signal(g.partial_layout), Signal(addr_bits)
+        # data registers carry no reset (only the valid bits need one): a short reset net
+        valid1 = Signal()
+        held1, addr1 = Signal(g.partial_layout, reset_less=True), Signal(addr_bits, reset_less=True)
         m.d.sync += [valid1.eq(self.partials.valid), held1.eq(p), addr1.eq(addr0)]
 
         # ---- t+1: the row's data is registered; forwarding decided ---------------------------------
-        valid2, held2, addr2 = Signal(), Signal(g.partial_layout), Signal(addr_bits)
-        stored = Signal(g.acc_layout)
+        valid2 = Signal()
+        held2, addr2 = Signal(g.partial_layout, reset_less=True), Signal(addr_bits, reset_less=True)
+        stored = Signal(g.acc_layout, reset_less=True)
         m.d.sync += [valid2.eq(valid1), held2.eq(held1), addr2.eq(addr1), stored.eq(update.data)]
         writing = Signal()
         m.d.comb += writing.eq(valid2 & ~held2.empty)
-        last_en, last_addr, last_sum = Signal(), Signal(addr_bits), Signal(g.acc_layout)
-        prev_sum = Signal(g.acc_layout)
+        last_en = Signal()
+        last_addr, last_sum = Signal(addr_bits, reset_less=True), Signal(g.acc_layout, reset_less=True)
+        prev_sum = Signal(g.acc_layout, reset_less=True)
         from_last, from_prev = Signal(), Signal()
         m.d.sync += [
             # the write in progress now is the "last" write when this partial adds in t+2; the one

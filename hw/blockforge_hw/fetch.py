@@ -83,10 +83,10 @@ class TileFetch(wiring.Component):
         # A whole tile moves to the offer register B as soon as B is free, and A starts on the next
         # tile in that same cycle. Every enable here comes from flip-flops (A full, B valid, the
         # FIFO's level), none from the job handshake, which only clears B's valid bit.
-        slots = [Signal(g.bus_bits, name=f"slot{k}") for k in range(words)]
+        slots = [Signal(g.bus_bits, name=f"slot{k}", reset_less=True) for k in range(words)]
         filled = Signal(range(words + 1))
         a_full = Signal()
-        offer = Signal(words * g.bus_bits)
+        offer = Signal(words * g.bus_bits, reset_less=True)
         b_valid = Signal()
         transfer = Signal()
         take_tile = Signal()

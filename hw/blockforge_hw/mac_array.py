@@ -54,7 +54,7 @@ def pipelined_tree_sum(m: Module, values, name: str) -> Signal:
         if len(values) == 1 or level == TREE_LEVELS_PER_STAGE:
             registered = []
             for k, value in enumerate(values):
-                reg = Signal(value.shape(), name=f"{name}_sum{k}")
+                reg = Signal(value.shape(), name=f"{name}_sum{k}", reset_less=True)
                 m.d.sync += reg.eq(value)
                 registered.append(reg)
             values, level = registered, 0
@@ -94,7 +94,7 @@ class MacArray(wiring.Component):
         first = Signal()
         last_tile = Signal()
         empty = Signal()
-        tile = Signal(g.tile_layout)
+        tile = Signal(g.tile_layout, reset_less=True)
 
         # ``ends``: the job in the array has its last cycle now (set one cycle ahead, so the job
         # handshake starts from flip-flops). The tile register loads whenever the array is finishing:
@@ -144,19 +144,19 @@ class MacArray(wiring.Component):
         for i in range(g.rows):
             products = []
             for j in range(g.cols):
-                weight = Signal(signed(8), name=f"weight_{i}_{j}")
+                weight = Signal(signed(8), name=f"weight_{i}_{j}", reset_less=True)
                 # kept: synthesis would otherwise merge the BR equal copies (docs/fpga.md "Replicas")
-                activation = Signal(signed(8), name=f"activation_{i}_{j}", attrs={"keep": 1})
-                product = Signal(signed(16), name=f"product_{i}_{j}")
+                activation = Signal(signed(8), name=f"activation_{i}_{j}", attrs={"keep": 1}, reset_less=True)
+                product = Signal(signed(16), name=f"product_{i}_{j}", reset_less=True)
                 m.d.sync += [weight.eq(tile[i][j]), activation.eq(x[j])]
                 if g.multipliers == "dsp":
                     # a DSP multiplier, its output registered, then one more register (the LUT
                     # product's depth)
-                    at_dsp = Signal(signed(16), name=f"dsp_{i}_{j}")
+                    at_dsp = Signal(signed(16), name=f"dsp_{i}_{j}", reset_less=True)
                     m.d.sync += [at_dsp.eq(weight * activation), product.eq(at_dsp)]
                 else:
-                    low = Signal(signed(16), name=f"low_{i}_{j}")
-                    high = Signal(signed(16), name=f"high_{i}_{j}")
+                    low = Signal(signed(16), name=f"low_{i}_{j}", reset_less=True)
+                    high = Signal(signed(16), name=f"high_{i}_{j}", reset_less=True)
                     halves = lut_product_halves(weight, activation)
                     m.d.sync += [low.eq(halves[0]), high.eq(halves[1]), product.eq(low + high)]
                 products.append(product)

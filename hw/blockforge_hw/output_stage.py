@@ -113,7 +113,7 @@ class OutputStage(wiring.Component):
             valid1.eq(issue), empty1.eq(empty0),
             last1.eq(issue & row_last_token & (row0 == self.n_block_rows - 1)),
         ]
-        d2 = Signal.like(requant.i.payload)
+        d2 = Signal.like(requant.i.payload, reset_less=True)
         valid2 = Signal()
         m.d.sync += [
             valid2.eq(valid1),

@@ -98,7 +98,7 @@ class Requantizer(wiring.Component):
         payload = self.i.payload
 
         def reg(shape, name, value):
-            s = Signal(shape, name=f"{name}{i}")
+            s = Signal(shape, name=f"{name}{i}", reset_less=True)
             m.d.sync += s.eq(value)
             return s
 
@@ -122,7 +122,8 @@ class Requantizer(wiring.Component):
             for lo in range(0, width, CHUNK_BITS):
                 hi = min(lo + CHUNK_BITS, width)
                 chunk = reg(unsigned(hi - lo) if hi < width else signed(hi - lo), f"operand{lo}_", biased[lo:hi])
-                factor = Signal(unsigned(self.multiplier_bits), name=f"factor{lo}_{i}", attrs={"keep": 1})
+                factor = Signal(unsigned(self.multiplier_bits), name=f"factor{lo}_{i}", attrs={"keep": 1},
+                                reset_less=True)
                 m.d.sync += factor.eq(multiplier)         # kept: one copy per DSP (docs/fpga.md "Replicas")
                 chunks.append((lo, reg(signed(hi - lo + self.multiplier_bits + 1), f"chunk{lo}_",
                                        chunk * factor)))
