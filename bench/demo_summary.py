@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="resume an existing run instead of starting fresh")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from blockforge_sim.flow import RunConfig, run_flow
+    from blockforge_app.flow import RunConfig, run_flow
 
     if args.out.exists() and not args.keep:
         shutil.rmtree(args.out)

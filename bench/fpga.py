@@ -99,7 +99,7 @@ def build_spec(spec, root: Path, seed: int, force: bool, no_build: bool) -> tupl
 
 
 def latency(spec, report: dict | None, model) -> dict:
-    from blockforge.cli.estimate import model_block_shapes
+    from blockforge_app.cli.estimate import model_block_shapes
 
     n = min(TOKENS, spec.buffers.max_tokens)
     clock = engine_clock(spec, report)
@@ -184,7 +184,7 @@ def main() -> int:
 
     model = None
     if not args.no_latency:
-        from blockforge.cli.estimate import load_for_estimate
+        from blockforge_app.cli.estimate import load_for_estimate
 
         model = load_for_estimate("default")
     rows = []

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from blockforge.cli import main
+from blockforge_app.cli import main
 
 
 def test_hw_verilog_writes_engine_and_sim_top(tmp_path, capsys):

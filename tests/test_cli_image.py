@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from blockforge.cli import main
+from blockforge_app.cli import main
 from blockforge.image import read_image
 
 transformers = pytest.importorskip("transformers")

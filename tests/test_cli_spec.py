@@ -10,13 +10,13 @@ from pathlib import Path
 
 import yaml
 
-from blockforge.cli import main
+from blockforge_app.cli import main
 
 BIN = Path(sys.executable).parent / "blockforge"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    exe = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "blockforge.cli"]
+    exe = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "blockforge_app.cli"]
     return subprocess.run(exe + list(args), capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from blockforge import reference
-from blockforge.cli import main
+from blockforge_app.cli import main
 from blockforge.image import write_image
 from blockforge.layer import BlockSparseLayer
 from blockforge.spec import load_spec, spec_from_dict

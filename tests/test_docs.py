@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blockforge.cli import COMMAND_MODULES, build_parser
+from blockforge_app.cli import COMMAND_MODULES, build_parser
 from blockforge.spec import spec_from_dict
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

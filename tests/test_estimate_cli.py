@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from blockforge.cli import main
+from blockforge_app.cli import main
 from blockforge.estimate import estimate_layer
 from blockforge.image import write_image
 from blockforge.layer import BlockSparseLayer

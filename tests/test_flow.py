@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from blockforge.cli import main
+from blockforge_app.cli import main
 from blockforge.errors import UsageError
-from blockforge_sim.flow import RunConfig, Stages, format_summary
+from blockforge_app.flow import RunConfig, Stages, format_summary
 
 
 def test_run_config_from_yaml_and_overrides(tmp_path):

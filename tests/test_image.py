@@ -355,7 +355,7 @@ def test_fuzz_table_fields_resealed(field_index, value, layer_index):
 def test_light_modules_do_not_import_torch_or_amaranth():
     import subprocess
     import sys
-    code = ("import sys, blockforge.image, blockforge.reference, blockforge.quant, blockforge.cli.image; "
+    code = ("import sys, blockforge.image, blockforge.reference, blockforge.quant, blockforge_app.cli.image; "
             "heavy = [m for m in ('torch', 'amaranth', 'transformers') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

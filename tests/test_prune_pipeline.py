@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from blockforge.cli import main
+from blockforge_app.cli import main
 from blockforge.errors import UsageError
 from blockforge.prune.criterion import block_norms
 from blockforge.prune.pattern import prunable_layers

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _select_layers(names: list[str], wanted: str, image: Path) -> list[str]:
-    from ..errors import UsageError
+    from blockforge.errors import UsageError
 
     if wanted == "all":
         return names
@@ -54,7 +54,7 @@ def _select_layers(names: list[str], wanted: str, image: Path) -> list[str]:
 def _activations(args, layer, n_tokens: int, rng):
     import numpy as np
 
-    from ..errors import UsageError
+    from blockforge.errors import UsageError
 
     if args.activations is None:
         return rng.integers(-128, 128, size=(layer.in_features, n_tokens), dtype=np.int64).astype(np.int8)
@@ -75,9 +75,9 @@ def _sim(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from ..errors import UsageError
-    from ..image import read_image
-    from ..spec import load_spec
+    from blockforge.errors import UsageError
+    from blockforge.image import read_image
+    from blockforge.spec import load_spec
     from blockforge_sim.session import RtlSimulator
 
     spec = load_spec(args.spec)
@@ -127,7 +127,7 @@ def _sim(args: argparse.Namespace) -> int:
 
 def _sim_layer(args, spec, image, name, n_tokens, rng, server, stalls, rows) -> int:
     """Run one layer on the server, print its line, append its row; 1 if it failed."""
-    from ..errors import UsageError
+    from blockforge.errors import UsageError
 
     layer = image.layer(name)
     x = _activations(args, layer, n_tokens, rng)

@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from ..spec import load_spec, resolve_spec_path, shipped_spec_names
+from blockforge.spec import load_spec, resolve_spec_path, shipped_spec_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

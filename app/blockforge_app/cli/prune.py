@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 
-from ..spec import DEFAULT_SPEC
+from blockforge.spec import DEFAULT_SPEC
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,9 +58,9 @@ def _prune(args: argparse.Namespace) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from pathlib import Path
 
-    from ..errors import UsageError
-    from ..prune.pipeline import PruneConfig, run_pruning
-    from ..prune.schedule import Schedule, check_sparsity
+    from blockforge.errors import UsageError
+    from blockforge.prune.pipeline import PruneConfig, run_pruning
+    from blockforge.prune.schedule import Schedule, check_sparsity
 
     check_sparsity(args.sparsity, "--sparsity")
     out = Path(args.output)
@@ -95,9 +95,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from ..data import load_task
-    from ..models import load_model, load_tokenizer
-    from ..prune.evaluation import block_sparsity, evaluate
+    from blockforge.data import load_task
+    from blockforge.models import load_model, load_tokenizer
+    from blockforge.prune.evaluation import block_sparsity, evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Sequence
 
-from .. import __version__
-from ..errors import BlockforgeError
+from blockforge import __version__
+from blockforge.errors import BlockforgeError
 
 # Subcommand modules, in the order they appear in --help.
 COMMAND_MODULES = (

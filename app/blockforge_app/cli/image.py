@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..export import DEFAULT_CALIB
-from ..spec import DEFAULT_SPEC
+from blockforge.export import DEFAULT_CALIB
+from blockforge.spec import DEFAULT_SPEC
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,17 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _positive(value: int, flag: str) -> None:
-    from ..errors import UsageError
+    from blockforge.errors import UsageError
 
     if value <= 0:
         raise UsageError(f"{flag} must be a positive integer, got {value}")
 
 
 def _export(args: argparse.Namespace) -> None:
-    from ..errors import UsageError
-    from ..image import read_image, write_manifest
-    from ..quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE, parse_calibrator
-    from ..spec import load_spec
+    from blockforge.errors import UsageError
+    from blockforge.image import read_image, write_manifest
+    from blockforge.quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE, parse_calibrator
+    from blockforge.spec import load_spec
 
     for value, flag in ((args.calib, "--calib"), (args.max_length, "--max-length"), (args.batch_size, "--batch-size")):
         _positive(value, flag)
@@ -74,8 +74,8 @@ def _export(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.output.parent}: no such directory")
 
     started = time.perf_counter()
-    from ..data import load_task
-    from ..export import export_model
+    from blockforge.data import load_task
+    from blockforge.export import export_model
 
     task = load_task(args.task)
     result = export_model(args.model, spec, task, calib=args.calib, calibrator=calibrator, percentile=percentile,
@@ -87,7 +87,7 @@ def _export(args: argparse.Namespace) -> None:
         write_manifest(args.manifest, image)
     hex_dirs = 0
     if args.hex is not None:
-        from ..hexfiles import write_hex
+        from blockforge.hexfiles import write_hex
 
         for layer in image.layers:
             write_hex(layer, spec, args.hex / layer.name)
@@ -105,7 +105,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
-    from ..image import manifest, read_image
+    from blockforge.image import manifest, read_image
 
     image = read_image(args.image, args.spec)
     data = manifest(image)

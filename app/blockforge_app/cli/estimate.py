@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tokens(spec, tokens):
-    from ..errors import UsageError
+    from blockforge.errors import UsageError
 
     n = spec.buffers.max_tokens if tokens is None else tokens
     if not 1 <= n <= spec.buffers.max_tokens:
@@ -51,7 +51,7 @@ def _is_image(source: str) -> bool:
 
 def load_for_estimate(source: str):
     """The model of a folder (or 'default') whose prunable linears are priced."""
-    from ..models import load_model
+    from blockforge.models import load_model
 
     return load_model(source, labels=None, num_labels=2).model
 
@@ -62,10 +62,10 @@ def model_block_shapes(model, spec, what_if_sparsity: float | None = None) -> li
     given — with the pruning package's own criterion and masking."""
     import torch
 
-    from ..perf import LayerShape
-    from ..prune.criterion import block_norms
-    from ..prune.masking import lowest_blocks_mask
-    from ..prune.pattern import prunable_layers
+    from blockforge.perf import LayerShape
+    from blockforge.prune.criterion import block_norms
+    from blockforge.prune.masking import lowest_blocks_mask
+    from blockforge.prune.pattern import prunable_layers
 
     shapes = []
     with torch.no_grad():
@@ -79,11 +79,11 @@ def model_block_shapes(model, spec, what_if_sparsity: float | None = None) -> li
 
 
 def _estimate(args: argparse.Namespace) -> None:
-    from ..errors import UsageError
-    from ..image import read_image
-    from ..perf import estimate_layers, format_table
-    from ..prune.schedule import check_sparsity
-    from ..spec import load_spec
+    from blockforge.errors import UsageError
+    from blockforge.image import read_image
+    from blockforge.perf import estimate_layers, format_table
+    from blockforge.prune.schedule import check_sparsity
+    from blockforge.spec import load_spec
 
     if args.sweep_spec:
         if _is_image(args.source):
@@ -124,7 +124,7 @@ def _estimate(args: argparse.Namespace) -> None:
 
 def read_rtl_cycles(path: Path) -> dict[str, int]:
     """Layer → simulated cycles from the JSON lines of ``blockforge sim --json``."""
-    from ..errors import UsageError
+    from blockforge.errors import UsageError
 
     cycles = {}
     try:
@@ -144,10 +144,10 @@ def read_rtl_cycles(path: Path) -> dict[str, int]:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from ..image import read_image
-    from ..perf import estimate_layers
-    from ..report import write_report
-    from ..spec import load_spec
+    from blockforge.image import read_image
+    from blockforge.perf import estimate_layers
+    from blockforge.report import write_report
+    from blockforge.spec import load_spec
 
     spec = load_spec(args.spec)
     image = read_image(args.image, spec)

@@ -161,7 +161,7 @@ class FlowResult:
 
 
 def _choose_simulator(config: RunConfig) -> str:
-    from .runner import available_simulators, find_simulator
+    from blockforge_sim.runner import available_simulators, find_simulator
 
     if config.simulator != "auto":
         find_simulator(config.simulator)
@@ -316,7 +316,7 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
     from blockforge.prune.training import tokenize
     from blockforge.qmodel import Recorder, integer_model
 
-    from .session import RtlSimulator
+    from blockforge_sim.session import RtlSimulator
 
     model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
     recorder = Recorder()
@@ -368,7 +368,7 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     from blockforge.prune.training import tokenize
     from blockforge.qmodel import integer_model
 
-    from .session import RtlBackend, RtlSimulator, summarize
+    from blockforge_sim.session import RtlBackend, RtlSimulator, summarize
 
     model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
     count = min(config.rtl_eval_examples, len(task.dev))

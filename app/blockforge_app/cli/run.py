@@ -4,7 +4,7 @@
     blockforge run --config run.yaml -o out/run          # the same settings from YAML (flags win)
     blockforge demo                                     # defaults, short schedule, into out/demo
 
-The flow itself lives in ``blockforge_sim.flow`` (it drives pruning, the image, the RTL and the
+The flow itself lives in ``blockforge_app.flow`` (it drives pruning, the image, the RTL and the
 estimator); it is imported inside the handlers so the rest of the CLI stays light.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..spec import DEFAULT_SPEC
+from blockforge.spec import DEFAULT_SPEC
 
 DEMO_DIR = Path("out/demo")
 
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from blockforge_sim.flow import RunConfig, format_summary, run_flow
+    from blockforge_app.flow import RunConfig, format_summary, run_flow
 
     overrides = {key: getattr(args, key) for key in ("spec", "model", "task", "sparsity", "method", "preset", "seed",
                                                       "simulator", "tokens", "rtl_eval_examples", "threads")}

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _verilog(args: argparse.Namespace) -> None:
-    from ..spec import load_spec
+    from blockforge.spec import load_spec
     from blockforge_hw.verilog import write_verilog
 
     spec = load_spec(args.spec)
@@ -34,7 +34,7 @@ def _verilog(args: argparse.Namespace) -> None:
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from ..spec import load_spec
+    from blockforge.spec import load_spec
     from blockforge_hw.synth import synthesize
 
     spec = load_spec(args.spec)
