@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+from blockforge.clock import resolve_engine_clock
 from blockforge.errors import UsageError
 from blockforge.fsutil import atomic_write
 from blockforge.spec import DEFAULT_SPEC, load_spec
@@ -404,6 +405,7 @@ def _summary(config, spec, simulator, n_tokens, pruned, exported, int8, rtl, rtl
             return None
         return next(iter(metrics.values())) if isinstance(metrics, dict) else metrics
 
+    clock = resolve_engine_clock(spec)   # the spec clock, or the achieved Fmax of build/fpga/<spec>/report.json
     dense_params = sum(d["out_features"] * d["in_features"] for d in json.loads((out / "manifest.json").read_text())["layers"])
     block_elems = spec.block.rows * spec.block.cols
     kept_params = exported["nnz_blocks"] * block_elems
@@ -425,7 +427,8 @@ def _summary(config, spec, simulator, n_tokens, pruned, exported, int8, rtl, rtl
         "estimated_cycles": totals["cycles"], "rtl_cycles": rtl["rtl_cycles"],
         "estimate_equals_rtl": rtl["layers_cycles_equal"] == rtl["layers"] and totals["cycles"] == rtl["rtl_cycles"],
         "dense_cycles": totals["dense_cycles"], "speedup_vs_dense": totals["speedup"],
-        "utilization": totals["utilization"], "time_ms_at_clock": totals["time_us"] / 1e3,
+        "utilization": totals["utilization"], "time_ms_at_clock": clock.time_us(totals["cycles"]) / 1e3,
+        "clock_mhz": clock.mhz, "clock": clock.describe(),
         "rtl_layers": rtl["layers"], "rtl_elements_checked": rtl["elements"], "mismatches": rtl["mismatches"]
         + (rtl_eval["rtl_mismatches"] if rtl_eval else 0),
         "report": str(out / "report.html"),
@@ -451,7 +454,8 @@ def format_summary(s: dict) -> str:
         ("cycles (N = %d)" % s["n_tokens"], f"estimated {s['estimated_cycles']:,}, simulated {s['rtl_cycles']:,} "
                                             f"({s['simulator']}), equal: {s['estimate_equals_rtl']}"),
         ("speedup vs dense", f"{s['speedup_vs_dense']:.2f}x on the same engine ({s['dense_cycles']:,} dense cycles), "
-                             f"utilization {s['utilization']:.1%}, {s['time_ms_at_clock']:.2f} ms at the spec clock"),
+                             f"utilization {s['utilization']:.1%}, {s['time_ms_at_clock']:.2f} ms at "
+                             f"{s.get('clock', 'the spec clock')}"),
         ("mismatches", f"{s['mismatches']} ({s['rtl_elements_checked']:,} outputs of {s['rtl_layers']} layers checked)"),
         ("report", s["report"]),
     ]

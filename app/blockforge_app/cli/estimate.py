@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     est.add_argument("--what-if-sparsity", type=float, default=None, metavar="S",
                      help="with --sweep-spec: first block-magnitude prune every layer to sparsity S under each "
                           "spec's blocks (no retraining), so block shapes are compared at equal sparsity")
+    est.add_argument("--fpga-report", type=Path, default=None, metavar="JSON",
+                     help="an FPGA build report (blockforge hw build): times at min(spec clock, its Fmax); "
+                          "default: build/fpga/<spec>/report.json when it exists")
     est.add_argument("--json", action="store_true", help="machine-readable output")
     est.set_defaults(handler=_estimate)
 
@@ -29,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("--spec", required=True, metavar="NAME|PATH")
     rep.add_argument("-o", "--output", type=Path, required=True, metavar="HTML", help="report file to write")
     rep.add_argument("--tokens", type=int, default=None, metavar="N", help="default: the spec's max_tokens")
+    rep.add_argument("--fpga-report", type=Path, default=None, metavar="JSON",
+                     help="an FPGA build report: times at min(spec clock, its Fmax) (default: "
+                          "build/fpga/<spec>/report.json when it exists)")
     rep.add_argument("--rtl", type=Path, default=None, metavar="JSONL",
                      help="output of 'blockforge sim --json', to plot estimated vs simulated cycles")
     rep.set_defaults(handler=_report)
@@ -79,6 +85,7 @@ def model_block_shapes(model, spec, what_if_sparsity: float | None = None) -> li
 
 
 def _estimate(args: argparse.Namespace) -> None:
+    from blockforge.clock import resolve_engine_clock
     from blockforge.errors import UsageError
     from blockforge.image import read_image
     from blockforge.perf import estimate_layers, format_table
@@ -91,19 +98,24 @@ def _estimate(args: argparse.Namespace) -> None:
                              "bound to the spec it was built for")
         if args.what_if_sparsity is not None:
             check_sparsity(args.what_if_sparsity, "--what-if-sparsity")
+        if args.fpga_report is not None:
+            raise UsageError("--fpga-report names one spec's build; with --sweep-spec each spec uses its "
+                             "build/fpga/<spec>/report.json when it exists")
         specs = [load_spec(s) for s in args.sweep_spec]
         model = load_for_estimate(args.source)
         lines = [estimate_layers(spec, model_block_shapes(model, spec, args.what_if_sparsity),
-                                 _tokens(spec, args.tokens))["totals"] for spec in specs]
+                                 _tokens(spec, args.tokens), clock=resolve_engine_clock(spec))["totals"]
+                 for spec in specs]
         if args.json:
             print(json.dumps({"source": args.source, "what_if_sparsity": args.what_if_sparsity, "specs": lines},
                              sort_keys=True))
             return
         print(f"{'spec':<12} {'block':>6} {'N':>3} {'sparsity':>8} {'cycles':>12} {'dense':>12} {'speedup':>7} "
-              f"{'util':>6} {'ms':>8}")
+              f"{'util':>6} {'ms':>8} {'MHz':>7}")
         for t in lines:
             print(f"{t['spec']:<12} {t['block']:>6} {t['n_tokens']:>3} {t['block_sparsity']:>8.1%} {t['cycles']:>12,} "
-                  f"{t['dense_cycles']:>12,} {t['speedup']:>6.2f}x {t['utilization']:>6.1%} {t['time_us'] / 1e3:>8.3f}")
+                  f"{t['dense_cycles']:>12,} {t['speedup']:>6.2f}x {t['utilization']:>6.1%} {t['time_us'] / 1e3:>8.3f} "
+                  f"{t['clock_mhz']:>7.1f}{'' if t['clock_source'] == 'spec' else ' (Fmax)'}")
         return
     if args.spec is None:
         raise UsageError("--spec is required")
@@ -115,7 +127,7 @@ def _estimate(args: argparse.Namespace) -> None:
         layers = read_image(args.source, spec).layers
     else:
         layers = model_block_shapes(load_for_estimate(args.source), spec)
-    result = estimate_layers(spec, layers, n_tokens)
+    result = estimate_layers(spec, layers, n_tokens, clock=resolve_engine_clock(spec, args.fpga_report))
     if args.json:
         print(json.dumps({"source": args.source, **result}, sort_keys=True))
     else:
@@ -144,6 +156,7 @@ def read_rtl_cycles(path: Path) -> dict[str, int]:
 
 
 def _report(args: argparse.Namespace) -> None:
+    from blockforge.clock import resolve_engine_clock
     from blockforge.image import read_image
     from blockforge.perf import estimate_layers
     from blockforge.report import write_report
@@ -151,7 +164,8 @@ def _report(args: argparse.Namespace) -> None:
 
     spec = load_spec(args.spec)
     image = read_image(args.image, spec)
-    result = estimate_layers(spec, image.layers, _tokens(spec, args.tokens))
+    result = estimate_layers(spec, image.layers, _tokens(spec, args.tokens),
+                             clock=resolve_engine_clock(spec, args.fpga_report))
     rtl = read_rtl_cycles(args.rtl) if args.rtl else None
     paths = write_report(args.output, spec, image.layers, result["layers"], result["totals"], rtl_cycles=rtl,
                          title=f"blockforge report: {args.image.name} on {spec.name}")
