@@ -199,7 +199,7 @@ def test_lut_multipliers_of_the_fpga_build_stay_exact(seed):
     layer = random_layer(spec, rng, 32, 32, density=0.6)
     x = random_activations(rng, 32, int(rng.integers(1, 9)))
     expected, _ = linear(layer, x, spec.numerics)
-    result = run_layer(spec, layer, x, seed=seed, multipliers="lut")
+    result = run_layer(spec, layer, x, seed=seed, multipliers="lut", requantizer_multipliers="lut")
     assert result.status == 0 and np.array_equal(result.y, expected), f"seed {seed}"
     assert result.cycles == layer_cycles(spec, layer.nnz_per_row(), x.shape[1]), f"seed {seed}"
     stalled = run_layer(spec, layer, x, seed=seed, weight_stall=60, out_stall=60, multipliers="lut")

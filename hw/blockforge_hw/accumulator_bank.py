@@ -42,10 +42,7 @@ class AccumulatorBank(wiring.Component):
     def elaborate(self, platform):
         g = self.geometry
         m = Module()
-        # Distributed (LUT) RAM on FPGAs: the memory is shallow (2·max_tokens rows), and a block RAM's
-        # clock-to-out alone (ECP5 DP16KD: 5.8 ns after P&R) would not leave room for the next stage.
-        m.submodules.mem = mem = memory.Memory(shape=g.acc_layout, depth=2 * g.act_stride, init=[],
-                                               attrs={"ram_style": "distributed"})
+        m.submodules.mem = mem = memory.Memory(shape=g.acc_layout, depth=2 * g.act_stride, init=[])
         write = mem.write_port()
         update = mem.read_port()
         drain = mem.read_port()

@@ -32,9 +32,9 @@ __all__ = ["Engine"]
 
 class Engine(wiring.Component):
     """The engine for ``spec``; ``weight_depth``/``index_depth`` size the address ports (default: the
-    largest dense layer the spec accepts); ``multipliers`` "dsp" (the MAC's and the requantizer's products
-    as multiplications, mapped to DSPs; the simulated RTL) or "lut" (shift-and-add, the FPGA build:
-    docs/fpga.md), the same integers and cycles either way. Raises ValueError for sizes the spec cannot take.
+    largest dense layer the spec accepts); ``multipliers`` (the MAC's products) and
+    ``requantizer_multipliers``: "dsp" (multiplications, mapped to DSPs; the simulated RTL) or "lut"
+    (shift-and-add; the FPGA build's MAC: docs/fpga.md), the same integers and cycles either way. Raises ValueError for sizes the spec cannot take.
 
     Ports: ``ctrl`` (start/busy/done/status/cycles), ``config`` (n_tokens, n_block_rows, n_block_cols,
     n_tiles), ``index``/``act``/``params`` (synchronous read ports), ``weight_req``/``weight_resp``
@@ -42,13 +42,14 @@ class Engine(wiring.Component):
     """
 
     def __init__(self, spec: Spec, *, weight_depth: int | None = None, index_depth: int | None = None,
-                 multipliers: str = "dsp"):
+                 multipliers: str = "dsp", requantizer_multipliers: str = "dsp"):
         if not isinstance(spec, Spec):
             raise reject(self, f"Engine needs a blockforge Spec, not {spec!r}")
         self.spec = spec
         try:
             self.geometry = g = EngineGeometry.from_spec(spec, weight_depth=weight_depth, index_depth=index_depth,
-                                                         multipliers=multipliers)
+                                                         multipliers=multipliers,
+                                                         requantizer_multipliers=requantizer_multipliers)
         except ValueError as exc:
             raise reject(self, str(exc)) from None
         super().__init__({

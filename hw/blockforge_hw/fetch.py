@@ -88,12 +88,13 @@ class TileFetch(wiring.Component):
         a_full = Signal()
         offer = Signal(words * g.bus_bits, reset_less=True)
         b_valid = Signal()
+        b_valid_copy = Signal(attrs={"keep": 1})    # for the wide enables; b_valid is in the handshake
         transfer = Signal()
         take_tile = Signal()
         pop = Signal()
         slot = Signal(range(words))
         m.d.comb += [
-            transfer.eq(a_full & ~b_valid),
+            transfer.eq(a_full & ~b_valid_copy),
             pop.eq(words_fifo.r_rdy & (~a_full | transfer)),
             words_fifo.r_en.eq(pop),
             slot.eq(Mux(transfer, 0, filled)),
@@ -103,12 +104,13 @@ class TileFetch(wiring.Component):
             with m.If(pop & (slot == k)):
                 m.d.sync += slots[k].eq(words_fifo.r_data)
         with m.If(transfer):
-            m.d.sync += [offer.eq(Cat(*slots)), b_valid.eq(1), filled.eq(pop), a_full.eq(pop & (words == 1))]
+            m.d.sync += [offer.eq(Cat(*slots)), b_valid.eq(1), b_valid_copy.eq(1), filled.eq(pop),
+                         a_full.eq(pop & (words == 1))]
         with m.Else():
             with m.If(pop):
                 m.d.sync += [filled.eq(filled + 1), a_full.eq(filled == words - 1)]
             with m.If(take_tile):
-                m.d.sync += b_valid.eq(0)
+                m.d.sync += [b_valid.eq(0), b_valid_copy.eq(0)]
 
         # ---- index walker: one entry per cycle ------------------------------------------------
         # The bounds (entries left in the index memory, block rows left, tiles left) are flip-flops.

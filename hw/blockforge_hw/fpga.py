@@ -276,7 +276,7 @@ def engine_rtlil(spec: Spec) -> str:
 
     from .boundary_registers import BoundaryRegisters
 
-    return rtlil.convert(BoundaryRegisters(spec, multipliers="lut"), name=ENGINE_MODULE)
+    return rtlil.convert(BoundaryRegisters(spec, multipliers="lut"), name=ENGINE_MODULE)   # requantizer: DSPs
 
 
 # Registers whose Signal carries ``keep`` are replicas on purpose (one copy per multiplier); without the

@@ -58,13 +58,13 @@ class Harness(Elaboratable):
 
     def __init__(self, spec: Spec, images: dict[str, list[int]], *, weight_stall: int = 0, out_stall: int = 0,
                  seed: int = 1, weight_depth: int | None = None, index_depth: int | None = None,
-                 out_depth: int | None = None, multipliers: str = "dsp"):
+                 out_depth: int | None = None, multipliers: str = "dsp", requantizer_multipliers: str = "dsp"):
         self.spec = spec
         self.images = images
         self.weight_depth = weight_depth or max(len(images["weights"]), spec.tile_words)
         self.index_depth = index_depth or max(len(images["index"]), 1)
         self.engine = Engine(spec, weight_depth=self.weight_depth, index_depth=self.index_depth,
-                             multipliers=multipliers)
+                             multipliers=multipliers, requantizer_multipliers=requantizer_multipliers)
         g = self.engine.geometry
         self.out_depth = out_depth or g.max_block_rows * g.max_tokens
         self.weight_stall, self.out_stall, self.seed = weight_stall, out_stall, seed

@@ -89,11 +89,12 @@ class EngineGeometry:
     saturate: bool
     weight_depth: int       # words in the weight memory
     index_depth: int        # entries in the index memory
-    multipliers: str = "dsp"  # "dsp": MAC products as multiplications; "lut": shift-and-add in LUTs
+    multipliers: str = "dsp"  # MAC products: "dsp" as multiplications; "lut" shift-and-add in LUTs
+    requantizer_multipliers: str = "dsp"   # the requantizer's (acc + bias)·M, likewise
 
     @classmethod
     def from_spec(cls, spec: Spec, *, weight_depth: int | None = None, index_depth: int | None = None,
-                  multipliers: str = "dsp") -> "EngineGeometry":
+                  multipliers: str = "dsp", requantizer_multipliers: str = "dsp") -> "EngineGeometry":
         depths = default_depths(spec)
         geometry = cls(
             rows=spec.block.rows, cols=spec.block.cols, bus_bits=spec.memory.weight_bus_bits,
@@ -106,7 +107,8 @@ class EngineGeometry:
             rounding=spec.numerics.rounding, saturate=spec.numerics.saturate,
             weight_depth=depths["weights"] if weight_depth is None else weight_depth,
             index_depth=depths["index"] if index_depth is None else index_depth)
-        geometry = dataclasses.replace(geometry, multipliers=multipliers)
+        geometry = dataclasses.replace(geometry, multipliers=multipliers,
+                                       requantizer_multipliers=requantizer_multipliers)
         part = spec.part
         if part is not None and geometry.requantizer_dsps > part.device.dsps:
             raise ValueError(f"the requantizer needs {geometry.requantizer_dsps} DSP multipliers, "
@@ -131,8 +133,9 @@ class EngineGeometry:
         if self.weight_depth < self.tile_words:
             raise ValueError(f"weight_depth {self.weight_depth} holds less than one tile "
                              f"({self.tile_words} words)")
-        if self.multipliers not in ("dsp", "lut"):
-            raise ValueError(f"multipliers must be 'dsp' or 'lut', not {self.multipliers!r}")
+        for name in ("multipliers", "requantizer_multipliers"):
+            if getattr(self, name) not in ("dsp", "lut"):
+                raise ValueError(f"{name} must be 'dsp' or 'lut', not {getattr(self, name)!r}")
         if self.rounding not in ("half_up", "half_even", "truncate"):
             raise ValueError(f"rounding must be half_up, half_even or truncate, not {self.rounding!r}")
         if self.product_bits > 64:

@@ -110,20 +110,26 @@ class MacArray(wiring.Component):
             take.eq(self.jobs.valid & self.jobs.ready),
             self.row_start.eq(take & starts_row),
         ]
-        with m.If(finishing):
+        # The tile register's load enable (BR·BC·8 flip-flops) comes from kept copies of busy/ends, so
+        # that the handshake's own busy/ends are not dragged across the die by that fan-out.
+        busy_copy = Signal(attrs={"keep": 1})
+        ends_copy = Signal(attrs={"keep": 1})
+        with m.If(~busy_copy | ends_copy):
             m.d.sync += tile.eq(job.tile)
         with m.If(take):
             m.d.sync += [
-                busy.eq(1), token.eq(0), col.eq(job.col), first.eq(job.first),
+                busy.eq(1), busy_copy.eq(1), ends_copy.eq(job.empty | (self.n_tokens == 1)),
+                token.eq(0), col.eq(job.col), first.eq(job.first),
                 last_tile.eq(job.last), empty.eq(job.empty), ends.eq(job.empty | (self.n_tokens == 1)),
                 bank.eq(Mux(starts_row, next_bank, bank)),
             ]
             with m.If(starts_row):
                 m.d.sync += next_bank.eq(~next_bank)
         with m.Elif(~finishing):
-            m.d.sync += [token.eq(token + 1), ends.eq(token == self.n_tokens - 2)]
+            m.d.sync += [token.eq(token + 1), ends.eq(token == self.n_tokens - 2),
+                         ends_copy.eq(token == self.n_tokens - 2)]
         with m.Else():
-            m.d.sync += [busy.eq(0), ends.eq(0)]
+            m.d.sync += [busy.eq(0), ends.eq(0), busy_copy.eq(0), ends_copy.eq(0)]
 
         # The activation memory is read one cycle ahead: address of the token in stage M next cycle
         # (while finishing, the first token of the job on offer; unused if it is not taken).

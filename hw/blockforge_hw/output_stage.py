@@ -56,7 +56,7 @@ class OutputStage(wiring.Component):
         m.submodules.queue = queue = fifo.SyncFIFO(width=2, depth=2)
         m.submodules.requantizer = requant = Requantizer(
             lanes=g.rows, acc_bits=g.acc_bits, multiplier_bits=g.multiplier_bits, act_bits=g.act_bits,
-            rounding=g.rounding, saturate=g.saturate, multipliers=g.multipliers)
+            rounding=g.rounding, saturate=g.saturate, multipliers=g.requantizer_multipliers)
         latency = 2 + requant.latency + FIFO_LATENCY
         if latency != drain_latency(g.multiplier_bits):
             raise AssertionError("the output pipeline no longer matches blockforge.estimate.drain_latency")
