@@ -171,6 +171,11 @@ def test_cli_prune_and_evaluate(tmp_path, tiny_bert, sst2_dir, capsys):
     (["--spec", "/no/spec.yaml"], "no such spec file"),
     (["--ratios", "RATIOS"], "matches no prunable layer"),
     (["--model", "/no/such/model"], "no such model folder"),
+    (["--regularizer", "paper", "--cap-margin", "0.1"], "--cap-margin: a prox switch"),
+    (["--regularizer", "paper", "--method", "magnitude"], "applies to --method bsp only"),
+    (["--cap-margin", "1.5"], "--cap-margin: a number in \\[0, 1\\] or 'none'"),
+    (["--allocation", "global", "--ratios", "RATIOS"], "--allocation global and --ratios"),
+    (["--lambda", "0.1", "--lambda-file", "RATIOS"], "--lambda and --lambda-file"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_and_no_output(tmp_path, tiny_bert, sst2_dir, capsys, extra, match):
     ratios = tmp_path / "r.yaml"
@@ -186,6 +191,20 @@ def test_cli_bad_input_is_one_line_exit_2_and_no_output(tmp_path, tiny_bert, sst
     assert re.search(match, err), err
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_cli_prune_gradual_with_global_allocation(tmp_path, tiny_bert, sst2_dir, capsys):
+    out = tmp_path / "gradual"
+    status = main(["prune", "--model", str(tiny_bert), "--task", f"sst2:{sst2_dir}", "--spec", "tile8",
+                   "--sparsity", "0.5", "--method", "magnitude-gradual", "--allocation", "global", "--device", "cpu",
+                   "--epochs", "0.25", "0.25", "0.25", "--batch-size", "16", "--max-length", "16", "--no-progress",
+                   "-o", str(out)])
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["method"] == "magnitude-gradual" and summary["block_sparsity"] == 0.5
+    report = json.loads((out / "pruning.json").read_text())
+    assert report["allocation"]["mode"] == "global" and report["device"] == "cpu"
+    assert set(report["metrics"]) >= {"after_ramp", "after_prune", "final"}
 
 
 def test_spec_that_does_not_tile_the_model(tmp_path, tokenizer, sst2_dir, capsys):

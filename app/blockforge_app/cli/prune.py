@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 
+from blockforge.prune.options import ALLOCATIONS, DEVICES, METHODS, REGULARIZERS
 from blockforge.spec import DEFAULT_SPEC
 
 
@@ -20,8 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", default="default", help="'default' (tweet sentiment) or GLUE as sst2:DIR, mrpc:DIR, ...")
     parser.add_argument("--spec", default=DEFAULT_SPEC, help=f"spec name or YAML path (default {DEFAULT_SPEC})")
     parser.add_argument("--sparsity", type=float, default=0.5, help="target block sparsity in [0, 1) (default 0.5)")
-    parser.add_argument("--method", default="bsp", choices=("bsp", "magnitude", "magnitude-retrain"))
+    parser.add_argument("--method", default="bsp", choices=METHODS,
+                        help="bsp (default), magnitude (one-shot), magnitude-retrain, magnitude-gradual (cubic ramp)")
     parser.add_argument("--ratios", help="YAML file of per-layer block sparsities (layer name or glob -> ratio)")
+    parser.add_argument("--allocation", default="uniform", choices=ALLOCATIONS,
+                        help="uniform: every layer at --sparsity; global: --sparsity is overall, spread over the "
+                             "layers by normalized block norms (default uniform)")
+    parser.add_argument("--regularizer", default="prox", choices=REGULARIZERS,
+                        help="bsp: prox (default; proximal, calibrated λ) or paper (the authors' loss term)")
     parser.add_argument("--epochs", type=float, nargs=3, metavar=("DENSE", "BSP", "RETRAIN"),
                         help="epochs of the three training phases (default 2 1 1; fractions allowed)")
     parser.add_argument("--lr", type=float, help="learning rate of the dense fine-tune (default 5e-5)")
@@ -29,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--retrain-lr", type=float, help="learning rate of masked retraining (default 1e-4)")
     parser.add_argument("--lambda", dest="lam", type=float,
                         help="group-Lasso λ for every layer (default: calibrated per layer to the target)")
+    parser.add_argument("--lambda-file", help="YAML of a fixed λ per layer name or glob (optional 'default:')")
+    parser.add_argument("--cap-margin", help="prox: penalize blocks below quantile r + M(1 - r); 'none' = all "
+                                             "(default 0.25)")
+    parser.add_argument("--no-budget", action="store_true",
+                        help="prox: let the soft-threshold zero more than a layer's target count")
     parser.add_argument("--reweight-period", type=int, help="steps between recomputing α (default 16)")
     parser.add_argument("--plain-prox", action="store_true",
                         help="proximal step in the plain metric instead of Adam's (see docs/pruning.md)")
@@ -38,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=DEVICES,
+                        help="auto: CUDA when present, else the CPU (default auto)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--checkpoint-dir", help="save after each phase here; rerunning resumes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -76,11 +90,23 @@ def _prune(args: argparse.Namespace) -> None:
             overrides[key] = value
     if args.plain_prox:
         overrides["preconditioned"] = False
+    if args.cap_margin is not None:
+        overrides["cap_margin"] = _cap_margin(args.cap_margin)
+    if args.no_budget:
+        overrides["budget"] = False
+    if args.regularizer == "paper":
+        given = [flag for flag, on in (("--plain-prox", args.plain_prox), ("--cap-margin", args.cap_margin),
+                                       ("--no-budget", args.no_budget), ("--reweight-period", args.reweight_period))
+                 if on is not None and on is not False]
+        if given:
+            raise UsageError(f"{given[0]}: a prox switch, not used by --regularizer paper")
     config = PruneConfig(model=args.model, task=args.task, spec=args.spec, sparsity=args.sparsity,
                          method=args.method, ratios=args.ratios, schedule=Schedule(**overrides), seed=args.seed,
                          batch_size=args.batch_size, max_length=args.max_length, train_size=args.train_size,
                          dev_size=args.dev_size, distill=args.distill, threads=args.threads,
-                         progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir)
+                         progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir,
+                         regularizer=args.regularizer, lambda_file=args.lambda_file, allocation=args.allocation,
+                         device=args.device)
     result = run_pruning(config, out)
     report = result.report
     summary = {"output": str(out), "method": report["method"], "spec": report["spec"]["name"],
@@ -89,6 +115,20 @@ def _prune(args: argparse.Namespace) -> None:
     if "bsp" in report:
         summary["below_threshold_fraction"] = round(report["bsp"]["below_threshold_fraction"], 4)
     print(json.dumps(summary))
+
+
+def _cap_margin(text: str) -> float | None:
+    from blockforge.errors import UsageError
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise UsageError(f"--cap-margin: a number in [0, 1] or 'none', not {text[:20]!r}")
+    return value
 
 
 def _evaluate(args: argparse.Namespace) -> None:

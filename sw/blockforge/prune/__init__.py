@@ -2,8 +2,10 @@
 
 Split by concern: :mod:`.pattern` (the spec's blocks over each weight), :mod:`.criterion` (block L2
 norm), :mod:`.regularizer` (reweighted group Lasso + proximal group soft-threshold), :mod:`.schedule`
-(phases, λ, ratios), :mod:`.masking` (hard pruning, exact masks), :mod:`.roles` (which linears are
-prunable per model type), :mod:`.pipeline` (the end-to-end job) and :mod:`.training` (loops).
+(phases, λ, ratios, global allocation, cubic ramp), :mod:`.masking` (hard pruning, exact masks),
+:mod:`.sparsifier` (``BlockSparsifier``: prepare / step / squash_mask, the torch.ao.pruning shape),
+:mod:`.roles` (which linears are prunable per model type), :mod:`.options` (accepted option names),
+:mod:`.pipeline` (the end-to-end job) and :mod:`.training` (loops).
 
 The API other stages call::
 

@@ -41,18 +41,17 @@ import torch
 from ..errors import UsageError
 from ..spec import DEFAULT_SPEC, load_spec
 from .criterion import block_norms
-from .masking import MaskEnforcer, hard_prune, lowest_blocks_mask, pruned_block_counts, zero_block_counts
+from .masking import lowest_blocks_mask, pruned_block_counts, zero_block_counts
+from .options import ALLOCATIONS, DEVICES, METHODS, REGULARIZERS
 from .pattern import PrunableLayer, prunable_layers
 from .regularizer import ReweightedGroupLasso, adam_block_scale
-from .schedule import (PAPER_LAMBDA, Schedule, auto_lambda, check_sparsity, cubic_sparsity, global_ratios,
+from .sparsifier import BlockSparsifier
+from .schedule import (PAPER_LAMBDA, Phase, Schedule, auto_lambda, check_sparsity, cubic_sparsity, global_ratios,
                        load_lambdas, load_ratios, phase_steps, resolve_ratios)
 
-__all__ = ["ALLOCATIONS", "DEVICES", "METHODS", "REGULARIZERS", "PruneConfig", "PruneResult", "DEMO_SCHEDULE", "prune_model", "run_pruning", "save_pruned"]
+__all__ = ["ALLOCATIONS", "DEVICES", "METHODS", "REGULARIZERS", "PruneConfig", "PruneResult", "DEMO_SCHEDULE",
+           "prune_model", "resolve_device", "run_pruning", "save_pruned"]
 
-METHODS = ("bsp", "magnitude", "magnitude-retrain", "magnitude-gradual")
-REGULARIZERS = ("prox", "paper")
-ALLOCATIONS = ("uniform", "global")
-DEVICES = ("auto", "cpu", "cuda")
 REPORT_NAME = "pruning.json"
 MASKS_NAME = "block_masks.safetensors"
 
@@ -209,6 +208,7 @@ def prune_model(config: PruneConfig) -> PruneResult:
     batches = Batches(len(train_split), config.batch_size, seed=config.seed,
                       rank=accelerator.process_index, world=accelerator.num_processes)
     sched = config.schedule
+    phases = sched.phases(config.method)
     progress = config.progress
 
     report: dict[str, Any] = {
@@ -247,16 +247,17 @@ def prune_model(config: PruneConfig) -> PruneResult:
         report["metrics"][label] = metrics
         return metrics
 
-    def train(name: str, index: int, epochs: float, lr: float, *, constant: bool, **kw) -> None:
-        steps = phase_steps(epochs, batches.steps_per_epoch)
+    def train(phase: Phase, **kw) -> None:
+        steps = phase_steps(phase.epochs, batches.steps_per_epoch)
         t0 = time.perf_counter()
-        stats = train_phase(accelerator, model, train_split, batches, phase=index, steps=steps,
-                            learning_rate=lr, weight_decay=sched.weight_decay, warmup_ratio=sched.warmup_ratio,
-                            constant_lr=constant, regression=task.is_regression, desc=name, progress=progress,
+        stats = train_phase(accelerator, model, train_split, batches, phase=phase.index, steps=steps,
+                            learning_rate=phase.learning_rate, weight_decay=sched.weight_decay,
+                            warmup_ratio=sched.warmup_ratio, constant_lr=phase.constant_lr,
+                            regression=task.is_regression, desc=phase.name, progress=progress,
                             distill_alpha=config.distill_alpha, distill_temperature=config.distill_temperature,
                             **kw)
-        report["phases"][name] = {"epochs": epochs, "steps": steps, "learning_rate": lr,
-                                  "seconds": round(time.perf_counter() - t0, 2), **stats}
+        report["phases"][phase.name] = {"epochs": phase.epochs, "steps": steps, "learning_rate": phase.learning_rate,
+                                        "seconds": round(time.perf_counter() - t0, 2), **stats}
 
     # (1) dense fine-tune
     if "dense" not in done_phases:
@@ -264,7 +265,7 @@ def prune_model(config: PruneConfig) -> PruneResult:
             report["phases"]["dense"] = {"skipped": "fine-tuned head in checkpoint" if loaded.head_from_checkpoint
                                          else "dense_epochs is 0"}
         else:
-            train("dense", 1, sched.dense_epochs, sched.learning_rate, constant=False)
+            train(phases["dense"])
         if config.evaluate_dense:
             evaluate("dense")
         if config.allocation == "global":
@@ -285,47 +286,44 @@ def prune_model(config: PruneConfig) -> PruneResult:
         for p in teacher.parameters():
             p.requires_grad_(False)
 
-    # (2) reweighted group Lasso (proximal)
-    if config.method == "bsp" and "bsp" not in done_phases:
-        if config.regularizer == "paper":
-            _paper_phase(config, layers, ratios, batches, report, train, fixed_lambda)
-        else:
-            _bsp_phase(config, layers, ratios, batches, report, train, fixed_lambda)
-        evaluate("after_bsp")
+    # (2) the sparsifying phase: reweighted group Lasso (bsp) or the gradual ramp (magnitude-gradual)
+    sparsify = {"bsp": (_paper_phase if config.regularizer == "paper" else _bsp_phase, "after_bsp"),
+                "magnitude-gradual": (_gradual_phase, "after_ramp")}.get(config.method)
+    sparsifying = phases.get("bsp") or phases.get("ramp")
+    if sparsify and sparsifying.name not in done_phases:
+        run_phase, label = sparsify
+        run_phase(config, layers, ratios, batches, report, train, sparsifying, fixed_lambda)
+        evaluate(label)
         if checkpoint:
-            checkpoint.save("bsp", unwrapped, report, {}, magnitude_masks)
-    if config.method == "magnitude-gradual" and "ramp" not in done_phases:
-        _gradual_phase(config, layers, ratios, batches, report, train)
-        evaluate("after_ramp")
-        if checkpoint:
-            checkpoint.save("ramp", unwrapped, report, {}, magnitude_masks)
+            checkpoint.save(sparsifying.name, unwrapped, report, {}, magnitude_masks)
 
-    # (3) hard prune
+    # (3) hard prune: the sparsifier selects the lowest-norm blocks and holds them at zero from now on
+    sparsifier = BlockSparsifier().prepare(layers, ratios)
     if "prune" not in done_phases:
         norms = {layer.name: block_norms(layer.weight.detach(), layer.layout) for layer in layers}
         below = sum(int((n < config.zero_threshold).sum()) for n in norms.values())
         report["below_threshold_before_prune"] = below / sum(n.numel() for n in norms.values())
-        block_masks = hard_prune(layers, ratios, norms)
+        block_masks = sparsifier.step(1.0, scores=norms)
         evaluate("after_prune")
         if checkpoint:
             checkpoint.save("prune", unwrapped, report, block_masks, magnitude_masks)
     else:
         block_masks = resumed["block_masks"]
+        sparsifier.load(block_masks)
     report["overlap_with_magnitude"] = _overlap(block_masks, magnitude_masks)
 
     # (4) masked retraining
-    if config.method != "magnitude" and "retrain" not in done_phases:
-        enforcer = MaskEnforcer(layers, block_masks)
+    if "retrain" in phases and "retrain" not in done_phases:
         try:
-            train("retrain", 3, sched.retrain_epochs, sched.retrain_learning_rate, constant=False,
-                  after_step=lambda step, lr, optimizer: enforcer.apply(), teacher=teacher)
+            train(phases["retrain"], after_step=lambda step, lr, optimizer: sparsifier.enforce(), teacher=teacher)
         finally:
-            enforcer.remove()
+            block_masks = sparsifier.squash_mask()
         evaluate("final")
         if checkpoint:
             checkpoint.save("retrain", unwrapped, report, block_masks, magnitude_masks)
     elif config.method == "magnitude":
         report["metrics"]["final"] = report["metrics"]["after_prune"]
+    block_masks = sparsifier.squash_mask()
 
     report["layers"] = _layer_report(layers, ratios, block_masks)
     report["block_sparsity"] = _overall(report["layers"])
@@ -349,9 +347,9 @@ def resolve_device(device: str) -> str:
 
 
 def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[str, float], batches,
-               report: dict, train, fixed_lambda: dict[str, float] | None) -> None:
+               report: dict, train, phase: Phase, fixed_lambda: dict[str, float] | None) -> None:
     sched = config.schedule
-    steps = phase_steps(sched.bsp_epochs, batches.steps_per_epoch)
+    steps = phase_steps(phase.epochs, batches.steps_per_epoch)
     if fixed_lambda is not None:
         lam = {name: (value if ratios[name] > 0 else 0.0) for name, value in fixed_lambda.items()}
     elif sched.lam is None:
@@ -379,8 +377,7 @@ def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[st
                 config.zero_threshold), 4), "layers_at_budget": len(regularizer.frozen)})
 
     if steps:
-        train("bsp", 2, sched.bsp_epochs, sched.bsp_learning_rate, constant=True,
-              before_step=before_step, after_step=after_step)
+        train(phase, before_step=before_step, after_step=after_step)
     target = _target_fraction(layers, ratios)
     report["bsp"] = {
         "regularizer": "prox",
@@ -400,11 +397,11 @@ def _bsp_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[st
 
 
 def _paper_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[str, float], batches,
-                 report: dict, train, fixed_lambda: dict[str, float] | None) -> None:
+                 report: dict, train, phase: Phase, fixed_lambda: dict[str, float] | None) -> None:
     """The authors' formulation: loss + λ Σ_g α_g ‖W_g‖₂ under AdamW, fixed λ per layer, α refreshed at
     the start of every epoch of the phase; no proximal step, cap, budget or Adam metric."""
     sched = config.schedule
-    steps = phase_steps(sched.bsp_epochs, batches.steps_per_epoch)
+    steps = phase_steps(phase.epochs, batches.steps_per_epoch)
     default = PAPER_LAMBDA if sched.lam is None else sched.lam
     lam = {layer.name: (fixed_lambda[layer.name] if fixed_lambda is not None else default)
            if ratios[layer.name] > 0 else 0.0 for layer in layers}
@@ -417,8 +414,7 @@ def _paper_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[
             milestones.append(step)
 
     if steps:
-        train("bsp", 2, sched.bsp_epochs, sched.bsp_learning_rate, constant=True, before_step=before_step,
-              penalty=regularizer.penalty)
+        train(phase, before_step=before_step, penalty=regularizer.penalty)
     report["bsp"] = {
         "regularizer": "paper",
         "lambda": {"mode": "fixed", "file": config.lambda_file,
@@ -432,34 +428,28 @@ def _paper_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[
 
 
 def _gradual_phase(config: PruneConfig, layers: list[PrunableLayer], ratios: dict[str, float], batches,
-                   report: dict, train) -> None:
+                   report: dict, train, phase: Phase, fixed_lambda=None) -> None:
     """Gradual block-magnitude pruning (Zhu & Gupta): every ``reweight_period`` steps (and at the last
     step) each layer's lowest-norm blocks are pruned up to ``cubic_sparsity`` of its final count; pruned
     blocks stay exactly zero (their norm is 0, so they stay among the lowest)."""
     sched = config.schedule
-    steps = phase_steps(sched.bsp_epochs, batches.steps_per_epoch)
-    counts = pruned_block_counts(layers, ratios)
-    state: dict[str, Any] = {"enforcer": None}
+    steps = phase_steps(phase.epochs, batches.steps_per_epoch)
+    sparsifier = BlockSparsifier().prepare(layers, ratios)
     history = []
 
     def after_step(step: int, lr: float, optimizer) -> None:
         if (step + 1) % sched.reweight_period == 0 or step + 1 == steps:
             fraction = cubic_sparsity(step, steps, 1.0)
-            masks = {layer.name: lowest_blocks_mask(block_norms(layer.weight.detach(), layer.layout),
-                                                    int(round(fraction * counts[layer.name]))) for layer in layers}
-            if state["enforcer"] is not None:
-                state["enforcer"].remove()
-            state["enforcer"] = MaskEnforcer(layers, masks)
+            sparsifier.step(fraction)
             history.append({"step": step + 1, "fraction_of_target": round(fraction, 4)})
-        elif state["enforcer"] is not None:
-            state["enforcer"].apply()
+        else:
+            sparsifier.enforce()
 
     try:
         if steps:
-            train("ramp", 2, sched.bsp_epochs, sched.bsp_learning_rate, constant=True, after_step=after_step)
+            train(phase, after_step=after_step)
     finally:
-        if state["enforcer"] is not None:
-            state["enforcer"].remove()
+        sparsifier.squash_mask()
     report["ramp"] = {"schedule": "cubic", "update_period_steps": sched.reweight_period, "history": history}
 
 

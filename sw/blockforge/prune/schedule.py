@@ -27,11 +27,24 @@ from ..errors import UsageError
 from .criterion import block_norms
 from .pattern import PrunableLayer
 
-__all__ = ["PAPER_LAMBDA", "Schedule", "auto_lambda", "check_sparsity", "cubic_sparsity", "global_ratios",
+__all__ = ["PAPER_LAMBDA", "Phase", "Schedule", "auto_lambda", "check_sparsity", "cubic_sparsity", "global_ratios",
            "load_lambdas", "load_ratios", "phase_steps", "resolve_ratios"]
 
 #: λ of the authors' code (ZLKong/BERT_demo, the per-layer YAML): the default of ``--regularizer paper``.
 PAPER_LAMBDA = 1e-4
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase: its name (``dense``, ``bsp``, ``ramp``, ``retrain``), the index of its shuffle
+    stream, length in epochs, peak learning rate and whether the rate is constant (else linear decay
+    with warm-up)."""
+
+    name: str
+    index: int
+    epochs: float
+    learning_rate: float
+    constant_lr: bool
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,17 @@ class Schedule:
     budget: bool = True                  # a layer's soft-threshold zeroes at most its target number of blocks
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
+
+    def phases(self, method: str) -> dict[str, Phase]:
+        """The training phases of ``method``, in order: dense fine-tune; the sparsifying phase (``bsp``:
+        group Lasso, ``magnitude-gradual``: ramp; constant rate); masked retraining (all but ``magnitude``)."""
+        out = [Phase("dense", 1, self.dense_epochs, self.learning_rate, False)]
+        sparsify = {"bsp": "bsp", "magnitude-gradual": "ramp"}.get(method)
+        if sparsify:
+            out.append(Phase(sparsify, 2, self.bsp_epochs, self.bsp_learning_rate, True))
+        if method != "magnitude":
+            out.append(Phase("retrain", 3, self.retrain_epochs, self.retrain_learning_rate, False))
+        return {phase.name: phase for phase in out}
 
     def __post_init__(self) -> None:
         for name in ("dense_epochs", "bsp_epochs", "retrain_epochs"):

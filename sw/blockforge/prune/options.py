@@ -1,0 +1,14 @@
+"""The names the pruning options accept (no torch import, so the CLI can build its parser cheaply)."""
+
+from __future__ import annotations
+
+__all__ = ["ALLOCATIONS", "DEVICES", "METHODS", "REGULARIZERS"]
+
+#: bsp: reweighted group Lasso + hard prune + masked retraining; magnitude: one-shot; magnitude-retrain:
+#: one-shot + masked retraining; magnitude-gradual: cubic ramp (Zhu & Gupta) + masked retraining.
+METHODS = ("bsp", "magnitude", "magnitude-retrain", "magnitude-gradual")
+#: prox: proximal soft-threshold with calibrated λ, Adam metric, cap and budget; paper: the authors' loss term.
+REGULARIZERS = ("prox", "paper")
+#: uniform: every layer at the target; global: the target is overall, spread by normalized block norms.
+ALLOCATIONS = ("uniform", "global")
+DEVICES = ("auto", "cpu", "cuda")
