@@ -7,7 +7,8 @@ One command runs (or resumes) the grid and rebuilds the committed figures::
 
 The grid is a queue of tasks: the dense fine-tune of each seed (shared by every method of that seed),
 then one task per (spec, sparsity, method, seed) in the order given. Each finished task is a JSON file
-under ``--work`` (default ``build/accuracy/rows/``); a task in progress keeps phase checkpoints under
+under ``--rows`` (default ``docs/results/accuracy-runs/``, committed: the evidence outlives the build
+folder, and later sessions add seeds to it); a task in progress keeps phase checkpoints under
 ``build/accuracy/ckpt/`` so a killed run resumes after its last finished phase. Several workers may run
 the same command at once: a task is claimed by creating ``claims/<task>`` exclusively (a claim of a dead
 process is taken over), and a row waits for the dense model of its seed.
@@ -77,15 +78,17 @@ def main(argv=None) -> int:
     parser.add_argument("--no-distill", action="store_true", help="no distillation from the dense model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", default=str(ROOT / "build" / "accuracy"))
+    parser.add_argument("--rows", default=str(ROOT / "docs" / "results" / "accuracy-runs"),
+                        help="one JSON file per finished task (committed)")
     parser.add_argument("--out-dir", default=str(ROOT / "docs" / "results"))
     parser.add_argument("--results-md", default=str(ROOT / "docs" / "results.md"))
     parser.add_argument("--report", action="store_true", help="only rebuild JSON, table and plot from --work")
     args = parser.parse_args(argv)
 
-    work = Path(args.work)
+    work, rows_dir = Path(args.work), Path(args.rows)
     if not args.report:
-        run_grid(args, work)
-    rows = load_rows(work)
+        run_grid(args, work, rows_dir)
+    rows = load_rows(rows_dir)
     summary = write_report(rows, Path(args.out_dir), Path(args.results_md))
     print(json.dumps({"bench": "accuracy", "rows": summary["rows"], "dense": summary["dense"]}))
     return 0
@@ -108,7 +111,9 @@ def task_list(args) -> list[dict]:
             for seed in args.seeds:
                 for method in args.methods:
                     alloc = "" if args.allocation == "uniform" else f"-{args.allocation}"
-                    tasks.append({"key": f"{spec}_{round(sparsity * 100)}_{method}{alloc}_seed{seed}",
+                    steps = f"pe{args.prune_epochs:g}" + (f"b{args.bsp_epochs:g}" if method not in (
+                        "magnitude", "magnitude-retrain") else "")
+                    tasks.append({"key": f"{spec}_{round(sparsity * 100)}_{method}{alloc}_{steps}_seed{seed}",
                                   "method": method, "spec": spec, "sparsity": sparsity, "seed": seed})
     return tasks
 
@@ -143,7 +148,7 @@ def claim(work: Path, key: str) -> bool:
     return False
 
 
-def run_grid(args, work: Path) -> None:
+def run_grid(args, work: Path, rows_dir: Path) -> None:
     import torch
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -152,7 +157,6 @@ def run_grid(args, work: Path) -> None:
     from blockforge.prune.schedule import Schedule
 
     budget = budget_of(args)
-    rows_dir = work / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
     common = dict(task="default", train_size=args.train_size, dev_size=args.dev_size, progress=False,
                   threads=args.threads, distill=budget["distill"])
@@ -166,7 +170,8 @@ def run_grid(args, work: Path) -> None:
         schedules[name] = Schedule(dense_epochs=0, bsp_epochs=epochs[0], retrain_epochs=epochs[1], **overrides)
 
     def done(key: str) -> bool:
-        return (rows_dir / f"{key}.json").is_file()
+        # a dense row only counts while its model is on disk (the rows are committed, models are not)
+        return (rows_dir / f"{key}.json").is_file() and (not key.startswith("dense_") or (work / key).is_dir())
 
     pending = task_list(args)
     while True:
@@ -180,7 +185,7 @@ def run_grid(args, work: Path) -> None:
             if done(task["key"]) or not claim(work, task["key"]):
                 continue
             try:
-                run_task(task, work, budget, common, schedules, PruneConfig, prune_model, save_pruned)
+                run_task(task, work, rows_dir, budget, common, schedules, PruneConfig, prune_model, save_pruned)
             finally:
                 (work / "claims" / task["key"]).unlink(missing_ok=True)
             ran = True
@@ -189,7 +194,7 @@ def run_grid(args, work: Path) -> None:
             time.sleep(30)
 
 
-def run_task(task, work, budget, common, schedules, PruneConfig, prune_model, save_pruned) -> None:
+def run_task(task, work, rows_dir, budget, common, schedules, PruneConfig, prune_model, save_pruned) -> None:
     seed, method = task["seed"], task["method"]
     dense_dir = work / f"dense_seed{seed}"
     ckpt = work / "ckpt" / task["key"]
@@ -228,9 +233,9 @@ def run_task(task, work, budget, common, schedules, PruneConfig, prune_model, sa
     row.update(key=task["key"], distill=budget["distill"], budget=budget,
                seconds=round(time.perf_counter() - t0, 1), when=time.strftime("%Y-%m-%d %H:%M:%S"),
                code=os.environ.get("BLOCKFORGE_CODE_REV"))
-    tmp = work / "rows" / f".{task['key']}.json.tmp"
+    tmp = rows_dir / f".{task['key']}.json.tmp"
     tmp.write_text(json.dumps(row, indent=1) + "\n")
-    os.replace(tmp, work / "rows" / f"{task['key']}.json")
+    os.replace(tmp, rows_dir / f"{task['key']}.json")
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"[{time.strftime('%H:%M:%S')}] done {task['key']}: {row['accuracy']:.4f} in {row['seconds']:.0f} s",
           file=sys.stderr, flush=True)
@@ -238,8 +243,7 @@ def run_task(task, work, budget, common, schedules, PruneConfig, prune_model, sa
 
 # --------------------------------------------------------------------------------------------- reporting
 
-def load_rows(work: Path) -> list[dict]:
-    rows_dir = work / "rows"
+def load_rows(rows_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(rows_dir.glob("*.json"))] if rows_dir.is_dir() else []
 
 
@@ -266,10 +270,11 @@ def aggregate(rows: list[dict]) -> dict:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["method"] != "dense":
-            groups.setdefault((r["spec"], r["sparsity"], label_of(r)), []).append(r)
+            groups.setdefault((r["spec"], r["sparsity"], label_of(r), r["steps"]), []).append(r)
     out_rows = []
-    for (spec, sparsity, method), group in sorted(groups.items(), key=lambda kv: (
-            kv[0][0] != "tile8", kv[0][0], kv[0][1], METHOD_ORDER.get(kv[0][2].split(" ")[0], 9), kv[0][2])):
+    for (spec, sparsity, method, _), group in sorted(groups.items(), key=lambda kv: (
+            kv[0][0] != "tile8", kv[0][0], kv[0][1], kv[0][3], METHOD_ORDER.get(kv[0][2].split(" ")[0], 9),
+            kv[0][2])):
         group.sort(key=lambda r: r["seed"])
         accs = [r["accuracy"] for r in group]
         entry = {"spec": spec, "sparsity": sparsity, "compression": round(1 / (1 - sparsity), 2), "method": method,
