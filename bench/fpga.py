@@ -9,7 +9,7 @@ the demo model's latency and inferences/s at the clock it achieves (docs/fpga.md
 
 Each spec is built by ``blockforge_hw.fpga.build`` into build/fpga/<spec>/ (the folder ``blockforge hw
 build`` uses). Resumable: a spec whose report.json matches the spec digest, the current RTL (sha256 of
-the engine's RTLIL), the part and the seed is not rebuilt; a spec that failed (e.g. does not fit its part)
+the engine's RTLIL), the part, the seed and the flow revision is not rebuilt; a spec that failed (e.g. does not fit its part)
 leaves build/fpga/<spec>/bench_error.json under the same key and is not retried. Specs run one after the
 other (never two place-and-route runs at once). One JSON line per spec on stdout, progress on stderr.
 
@@ -50,20 +50,21 @@ def _log(message: str) -> None:
 
 
 def build_key(spec, seed: int) -> dict:
-    """What a finished build must match to be reused: spec contract, RTL, part and seed."""
+    """What a finished build must match to be reused: spec contract, RTL, part, seed, flow revision."""
     import hashlib
 
-    from blockforge_hw.fpga import REFERENCE_PART, engine_rtlil
+    from blockforge_hw.fpga import FLOW_REVISION, REFERENCE_PART, engine_rtlil
     from blockforge.parts import parse_part
 
     part = spec.part or parse_part(REFERENCE_PART)
-    return {"digest": spec.digest, "rtl_sha256": hashlib.sha256(engine_rtlil(spec).encode()).hexdigest(),
-            "part": part.name, "seed": seed}
+    return {"digest": spec.digest, "rtl_sha256": hashlib.sha256(engine_rtlil(spec, part).encode()).hexdigest(),
+            "part": part.name, "seed": seed, "flow_revision": FLOW_REVISION}
 
 
 def _key_of(report: dict) -> dict:
     return {"digest": report.get("spec", {}).get("digest"), "rtl_sha256": report.get("rtl_sha256"),
-            "part": report.get("part", {}).get("name"), "seed": report.get("seed")}
+            "part": report.get("part", {}).get("name"), "seed": report.get("seed"),
+            "flow_revision": report.get("flow_revision")}
 
 
 def _read(path: Path) -> dict | None:

@@ -204,3 +204,24 @@ def test_lut_multipliers_of_the_fpga_build_stay_exact(seed):
     assert result.cycles == layer_cycles(spec, layer.nnz_per_row(), x.shape[1]), f"seed {seed}"
     stalled = run_layer(spec, layer, x, seed=seed, weight_stall=60, out_stall=60, multipliers="lut")
     assert np.array_equal(stalled.y, expected), f"seed {seed}: stalls"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_accumulator_collision_reads_are_never_used(monkeypatch, seed):
+    """The FPGA build declares the accumulator's read-during-write collisions undefined (docs/fpga.md):
+    with every collided read returning garbage, outputs and cycles stay those of the reference, at the
+    token counts that collide most (N = 1, 2, 3: a row's read right behind its own write) and with stalls."""
+    import functools
+
+    import blockforge_hw.engine as engine_module
+    from blockforge_hw.accumulator_bank import AccumulatorBank
+
+    monkeypatch.setattr(engine_module, "AccumulatorBank",
+                        functools.partial(AccumulatorBank, collision_data=(1 << 40) - 1 - seed))
+    rng = np.random.default_rng(700 + seed)
+    rows, cols, bus = [(2, 4, 32), (1, 8, 64), (4, 2, 8), (2, 2, 32)][seed]
+    spec = small_spec(rows, cols, bus_bits=bus, read_latency=1 + seed % 2)
+    layer = random_layer(spec, rng, 16, 32, density=0.8)
+    for n_tokens in (1, 2, 3):
+        check_layer(spec, layer, random_activations(rng, 32, n_tokens), seed)
+    check_layer(spec, layer, random_activations(rng, 32, 2), seed, weight_stall=80, out_stall=80)

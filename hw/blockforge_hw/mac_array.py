@@ -95,6 +95,12 @@ class MacArray(wiring.Component):
         last_tile = Signal()
         empty = Signal()
         tile = Signal(g.tile_layout, reset_less=True)
+        # Local copies of what the token loop compares against, registered from ``n_tokens`` (held
+        # from the start of a run; the first job arrives cycles later): the comparisons start from
+        # flip-flops beside the loop instead of the top's configuration register.
+        one_token = Signal(reset_less=True)
+        second_last = Signal(g.token_bits, reset_less=True)
+        m.d.sync += [one_token.eq(self.n_tokens == 1), second_last.eq(self.n_tokens - 2)]
 
         # ``ends``: the job in the array has its last cycle now (set one cycle ahead, so the job
         # handshake starts from flip-flops). The tile register loads whenever the array is finishing:
@@ -114,29 +120,34 @@ class MacArray(wiring.Component):
         # that the handshake's own busy/ends are not dragged across the die by that fan-out.
         busy_copy = Signal(attrs={"keep": 1})
         ends_copy = Signal(attrs={"keep": 1})
+        busy_addr = Signal(attrs={"keep": 1})     # the activation address mux's copies (below)
+        ends_addr = Signal(attrs={"keep": 1})
         with m.If(~busy_copy | ends_copy):
             m.d.sync += tile.eq(job.tile)
         with m.If(take):
             m.d.sync += [
-                busy.eq(1), busy_copy.eq(1), ends_copy.eq(job.empty | (self.n_tokens == 1)),
+                busy.eq(1), busy_copy.eq(1), ends_copy.eq(job.empty | one_token),
+                busy_addr.eq(1), ends_addr.eq(job.empty | one_token),
                 token.eq(0), col.eq(job.col), first.eq(job.first),
-                last_tile.eq(job.last), empty.eq(job.empty), ends.eq(job.empty | (self.n_tokens == 1)),
+                last_tile.eq(job.last), empty.eq(job.empty), ends.eq(job.empty | one_token),
                 bank.eq(Mux(starts_row, next_bank, bank)),
             ]
             with m.If(starts_row):
                 m.d.sync += next_bank.eq(~next_bank)
         with m.Elif(~finishing):
-            m.d.sync += [token.eq(token + 1), ends.eq(token == self.n_tokens - 2),
-                         ends_copy.eq(token == self.n_tokens - 2)]
+            m.d.sync += [token.eq(token + 1), ends.eq(token == second_last), ends_copy.eq(token == second_last),
+                         ends_addr.eq(token == second_last)]
         with m.Else():
-            m.d.sync += [busy.eq(0), ends.eq(0), busy_copy.eq(0), ends_copy.eq(0)]
+            m.d.sync += [busy.eq(0), ends.eq(0), busy_copy.eq(0), ends_copy.eq(0), busy_addr.eq(0), ends_addr.eq(0)]
 
         # The activation memory is read one cycle ahead: address of the token in stage M next cycle
-        # (while finishing, the first token of the job on offer; unused if it is not taken).
+        # (while finishing, the first token of the job on offer; unused if it is not taken). The address
+        # mux has its own kept copies of busy/ends, so that the job handshake's ``finishing`` is not
+        # shared with (and placed beside) the activation address registers.
         stride_bits = g.token_bits
         m.d.comb += [
             self.act.en.eq(1),
-            self.act.addr.eq(Mux(finishing, job.col << stride_bits, (col << stride_bits) | (token + 1))),
+            self.act.addr.eq(Mux(~busy_addr | ends_addr, job.col << stride_bits, (col << stride_bits) | (token + 1))),
         ]
 
         # ---- multiply and reduce: BR lanes of BC products, pipelined ------------------------------

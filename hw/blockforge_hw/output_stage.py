@@ -82,16 +82,24 @@ class OutputStage(wiring.Component):
         empty0 = Signal()
         row0 = Signal(range(g.max_block_rows + 1))
         next_row = Signal(range(g.max_block_rows + 1))
+        # ``row_last_token`` (token0 is the row's last token) is a flip-flop set one step ahead, from
+        # local copies of the configuration (registered from the held inputs; rows arrive much later).
         row_last_token = Signal()
-        m.d.comb += row_last_token.eq(token0 == self.n_tokens - 1)
+        row_last = Signal()
+        one_token = Signal(reset_less=True)
+        second_last = Signal(g.token_bits, reset_less=True)
+        last_row = Signal.like(row0, reset_less=True)
+        m.d.sync += [one_token.eq(self.n_tokens == 1), second_last.eq(self.n_tokens - 2),
+                     last_row.eq(self.n_block_rows - 1)]
         m.d.comb += queue.r_en.eq(advance & (~valid0 | row_last_token))
         with m.If(advance):
             with m.If(valid0 & ~row_last_token):
-                m.d.sync += token0.eq(token0 + 1)
+                m.d.sync += [token0.eq(token0 + 1), row_last_token.eq(token0 == second_last)]
             with m.Elif(queue.r_rdy):
                 m.d.sync += [
                     valid0.eq(1), token0.eq(0), row0.eq(next_row), next_row.eq(next_row + 1),
-                    bank0.eq(queue.r_data[0]), empty0.eq(queue.r_data[1]),
+                    bank0.eq(queue.r_data[0]), empty0.eq(queue.r_data[1]), row_last_token.eq(one_token),
+                    row_last.eq(next_row == last_row),
                 ]
             with m.Else():
                 m.d.sync += valid0.eq(0)
@@ -111,7 +119,7 @@ class OutputStage(wiring.Component):
         last1 = Signal()
         m.d.sync += [
             valid1.eq(issue), empty1.eq(empty0),
-            last1.eq(issue & row_last_token & (row0 == self.n_block_rows - 1)),
+            last1.eq(issue & row_last_token & row_last),
         ]
         d2 = Signal.like(requant.i.payload, reset_less=True)
         valid2 = Signal()

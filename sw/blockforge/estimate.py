@@ -44,7 +44,7 @@ __all__ = ["ACCUMULATOR_STAGES", "TREE_LEVELS_PER_STAGE", "product_levels", "req
 
 
 # ---- pipeline depths (docs/engine.md "Pipeline") -------------------------------------------------------
-ACCUMULATOR_STAGES = 2      # read the accumulator row, then add (with forwarding) and write it back
+ACCUMULATOR_STAGES = 4      # read the row, its data registered twice, add (with forwarding), write back
 TREE_LEVELS_PER_STAGE = 1   # adder-tree levels between two registers of the MAC array
 
 
