@@ -100,8 +100,14 @@ class TileFetch(wiring.Component):
             slot.eq(Mux(transfer, 0, filled)),
         ]
         m.d.sync += outstanding.eq(outstanding + (self.weight_req.valid & self.weight_req.ready) - pop)
+        # Slot k loads the FIFO's head whenever it is the next slot to fill and A may take a word, popped
+        # or not: an unpopped head (or an empty FIFO's stale data) only lands in a slot that a later pop
+        # overwrites before the tile moves on. So the 64-bit slot enables depend on A's own registers
+        # alone, not on the FIFO's level through the pop decision.
+        may_fill = Signal()
+        m.d.comb += may_fill.eq(~a_full | transfer)
         for k in range(words):
-            with m.If(pop & (slot == k)):
+            with m.If(may_fill & (slot == k)):
                 m.d.sync += slots[k].eq(words_fifo.r_data)
         with m.If(transfer):
             m.d.sync += [offer.eq(Cat(*slots)), b_valid.eq(1), b_valid_copy.eq(1), filled.eq(pop),
