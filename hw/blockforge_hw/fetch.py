@@ -87,7 +87,7 @@ class TileFetch(wiring.Component):
         filled = Signal(range(words + 1))
         a_full = Signal()
         offer = Signal(words * g.bus_bits, reset_less=True)
-        b_valid = Signal()
+        b_valid = Signal(attrs={"keep": 1})     # kept too: else yosys merges it into its copy below
         b_valid_copy = Signal(attrs={"keep": 1})    # for the wide enables; b_valid is in the handshake
         transfer = Signal()
         take_tile = Signal()
@@ -123,11 +123,9 @@ class TileFetch(wiring.Component):
         # Each counter's "stays" and "steps" outcomes (value and bound) are computed from registers
         # in parallel with the handshake, which then only selects one: no adder or comparator sits
         # behind the handshake.
-        primed = Signal()
         entry = self.index.data
         consume = Signal()
         ends_row = Signal()
-        m.d.sync += primed.eq(1)
         m.d.comb += [
             consume.eq(self.jobs.valid & self.jobs.ready),
             ends_row.eq(entry.last | entry.empty),
@@ -135,26 +133,32 @@ class TileFetch(wiring.Component):
 
         def counter(name, shape, step, bound):
             """A counter that adds ``step`` (1 bit) and a flip-flop ``count < bound``; returns
-            (count, the selected next count, the flag)."""
+            (count, the selected next count, the flag, the flag's next value)."""
             count, plus_one = Signal(shape, name=name), Signal(shape, name=f"{name}_plus_one")
             below, below_plus_one, flag = Signal(), Signal(), Signal(name=f"{name}_in_bound")
             m.d.comb += [plus_one.eq(count + 1), below.eq(count < bound), below_plus_one.eq(plus_one < bound)]
-            m.d.sync += [count.eq(Mux(step, plus_one, count)), flag.eq(Mux(step, below_plus_one, below))]
-            return count, Mux(step, plus_one, count), flag
+            flag_next = Mux(step, below_plus_one, below)
+            m.d.sync += [count.eq(Mux(step, plus_one, count)), flag.eq(flag_next)]
+            return count, Mux(step, plus_one, count), flag, flag_next
 
-        ptr, ptr_next, in_index = counter("ptr", range(g.index_depth + 1), consume, g.index_depth)
-        _, _, rows_left = counter("rows_ended", range(g.max_block_rows + 1), consume & ends_row,
-                                  self.n_block_rows)
-        _, _, tiles_left = counter("tiles_seen", range(g.max_tiles + 1), consume & ~entry.empty, self.n_tiles)
+        ptr, ptr_next, in_index, _ = counter("ptr", range(g.index_depth + 1), consume, g.index_depth)
+        _, _, rows_left, rows_left_next = counter("rows_ended", range(g.max_block_rows + 1), consume & ends_row,
+                                                  self.n_block_rows)
+        _, _, tiles_left, _ = counter("tiles_seen", range(g.max_tiles + 1), consume & ~entry.empty, self.n_tiles)
         row_start = Signal(init=1)
         m.d.comb += [
             self.index.en.eq(1),
             self.index.addr.eq(ptr_next),
         ]
-        errors = Signal()
-        m.d.comb += errors.eq(self.index_overrun | self.bad_column | self.tile_overrun)
+        # ``wanted`` (walk on: primed, block rows left, no error) is one flip-flop, set from the next
+        # values of what it stands for, so the job handshake starts from it rather than from an OR of
+        # the error flags and the row bound
         wanted = Signal()
-        m.d.comb += wanted.eq(primed & rows_left & ~errors)
+        raise_error = Signal()
+        halted = Signal()                               # equals "an error flag is set"
+        m.d.comb += raise_error.eq(wanted & (~in_index | (~entry.empty & ((entry.col >= self.n_block_cols)
+                                                                          | ~tiles_left))))
+        m.d.sync += [halted.eq(halted | raise_error), wanted.eq(rows_left_next & ~halted & ~raise_error)]
         with m.If(wanted):
             with m.If(~in_index):
                 m.d.sync += self.index_overrun.eq(1)

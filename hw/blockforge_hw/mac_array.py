@@ -86,7 +86,7 @@ class MacArray(wiring.Component):
         job = self.jobs.payload
 
         # ---- token loop (the "M" stage: tile register meets the activation slice) -------------
-        busy = Signal()
+        busy = Signal(attrs={"keep": 1})        # kept, like its copies below (else merged into one)
         token = Signal(g.token_bits)
         col = Signal(g.col_bits)
         bank = Signal()
@@ -105,7 +105,7 @@ class MacArray(wiring.Component):
         # ``ends``: the job in the array has its last cycle now (set one cycle ahead, so the job
         # handshake starts from flip-flops). The tile register loads whenever the array is finishing:
         # if no job is taken it holds a tile nobody uses, and its load enable fans out from a register.
-        ends = Signal()
+        ends = Signal(attrs={"keep": 1})
         finishing = Signal()
         starts_row = Signal()
         take = Signal()
