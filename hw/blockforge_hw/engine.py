@@ -3,7 +3,8 @@
     index, weights ──► TileFetch ──jobs──► MacArray ──partials──► AccumulatorBank ──rows_done──►
         OutputStage (bias, requantize) ──► out
 
-The top latches the layer configuration at ``start``, checks it (status bits instead of a hang),
+The top latches the layer configuration at ``start`` (the words stable from the cycle before: their
+checks are registered), checks it (status bits instead of a hang),
 clears the datapath, counts cycles while running and raises ``done`` after the last output word's
 handshake or at the first runtime error. It also enforces the two-bank rule: at most two block rows
 between "MAC array took the row's first job" and "output stage issued the row's last bank read".
@@ -91,6 +92,12 @@ class Engine(wiring.Component):
                 | (cfg.n_block_cols == 0) | (cfg.n_block_cols > g.max_block_cols)),
             config_errors[STATUS_BITS["weights_overrun"]].eq(cfg.n_tiles > g.max_tiles),
         ]
+        # The checks (32-bit comparisons) are registered: at start the verdict on the words as they stood
+        # in the cycle before is used, so the words must be stable from the cycle before start (as a
+        # host writing its registers before the start bit has them); the comparisons then stay out of
+        # the start decision's path, which fans out to the whole datapath.
+        checked = Signal(8, reset_less=True)      # samples during reset too: valid right after it
+        m.d.sync += checked.eq(config_errors)
 
         # ---- control: idle → run → (stop) → done -----------------------------------------------------
         # The datapath idles in reset (clear), but the memory around it does not: a word requested
@@ -117,8 +124,8 @@ class Engine(wiring.Component):
             m.d.sync += [
                 n_tokens.eq(cfg.n_tokens), n_block_rows.eq(cfg.n_block_rows),
                 n_block_cols.eq(cfg.n_block_cols), n_tiles.eq(cfg.n_tiles),
-                self.ctrl.cycles.eq(0), self.ctrl.status.eq(config_errors),
-                running.eq(config_errors == 0), self.ctrl.done.eq(config_errors != 0),
+                self.ctrl.cycles.eq(0), self.ctrl.status.eq(checked),
+                running.eq(checked == 0), self.ctrl.done.eq(checked != 0),
             ]
         with m.Elif(running):
             m.d.sync += self.ctrl.cycles.eq(self.ctrl.cycles + 1)

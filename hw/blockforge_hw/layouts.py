@@ -254,7 +254,8 @@ def ControlSignature() -> wiring.Signature:
 
 
 def ConfigSignature() -> wiring.Signature:
-    """Host side of the layer configuration, sampled when ``start`` is seen."""
+    """Host side of the layer configuration, sampled when ``start`` is seen; the words must be stable from
+    the cycle before ``start`` (the engine registers their checks)."""
     return wiring.Signature({name: Out(CONFIG_WORD_BITS) for name in
                              ("n_tokens", "n_block_rows", "n_block_cols", "n_tiles")})
 

@@ -63,6 +63,7 @@ def run_layers(spec: Spec, jobs: Sequence[tuple[BlockSparseLayer, np.ndarray]], 
     results = []
 
     async def testbench(ctx):
+        await ctx.tick()        # the config words stand for a cycle before the first start (docs/engine.md)
         for k, images in enumerate(all_images):
             if k:
                 for key, mem in mems.items():
