@@ -225,3 +225,18 @@ def test_accumulator_collision_reads_are_never_used(monkeypatch, seed):
     for n_tokens in (1, 2, 3):
         check_layer(spec, layer, random_activations(rng, 32, n_tokens), seed)
     check_layer(spec, layer, random_activations(rng, 32, 2), seed, weight_stall=80, out_stall=80)
+
+
+def test_mixed_dsp_and_lut_products_stay_exact():
+    """The FPGA build on a part with too few DSPs: the first k products multiply, the rest are LUT
+    shift-and-add (tile16 on ECP5-85: 124 of 256); outputs and cycles equal the reference."""
+    rng = np.random.default_rng(955)
+    spec = small_spec(2, 4, bus_bits=32, features=32)
+    layer = random_layer(spec, rng, 32, 32, density=0.7)
+    x = random_activations(rng, 32, 5)
+    expected, _ = linear(layer, x, spec.numerics)
+    result = run_layer(spec, layer, x, multipliers=5)
+    assert result.status == 0 and np.array_equal(result.y, expected)
+    assert result.cycles == layer_cycles(spec, layer.nnz_per_row(), x.shape[1])
+    with pytest.raises(ValueError, match="DSP products"):
+        Engine(spec, multipliers=9)

@@ -35,7 +35,9 @@ class Engine(wiring.Component):
     """The engine for ``spec``; ``weight_depth``/``index_depth`` size the address ports (default: the
     largest dense layer the spec accepts); ``multipliers`` (the MAC's products) and
     ``requantizer_multipliers``: "dsp" (multiplications, mapped to DSPs; the simulated RTL) or "lut"
-    (shift-and-add; the FPGA build's MAC: docs/fpga.md), the same integers and cycles either way. Raises ValueError for sizes the spec cannot take.
+    (shift-and-add in LUTs); ``multipliers`` may also be a count k: the first k products as
+    multiplications, the rest in LUTs (the FPGA build on a part with too few DSPs: docs/fpga.md). The
+    same integers and cycles in every form. Raises ValueError for sizes the spec cannot take.
 
     Ports: ``ctrl`` (start/busy/done/status/cycles), ``config`` (n_tokens, n_block_rows, n_block_cols,
     n_tiles), ``index``/``act``/``params`` (synchronous read ports), ``weight_req``/``weight_resp``
@@ -43,7 +45,7 @@ class Engine(wiring.Component):
     """
 
     def __init__(self, spec: Spec, *, weight_depth: int | None = None, index_depth: int | None = None,
-                 multipliers: str = "dsp", requantizer_multipliers: str = "dsp"):
+                 multipliers: str | int = "dsp", requantizer_multipliers: str = "dsp"):
         if not isinstance(spec, Spec):
             raise reject(self, f"Engine needs a blockforge Spec, not {spec!r}")
         self.spec = spec
@@ -83,6 +85,7 @@ class Engine(wiring.Component):
         n_block_rows = Signal(range(g.max_block_rows + 1))
         n_block_cols = Signal(range(g.max_block_cols + 1))
         n_tiles = Signal(range(g.max_tiles + 1))
+        has_tiles = Signal()
         cfg = self.config
         config_errors = Signal(8)
         m.d.comb += [
@@ -123,7 +126,7 @@ class Engine(wiring.Component):
         with m.If(self.ctrl.start & ~busy):
             m.d.sync += [
                 n_tokens.eq(cfg.n_tokens), n_block_rows.eq(cfg.n_block_rows),
-                n_block_cols.eq(cfg.n_block_cols), n_tiles.eq(cfg.n_tiles),
+                n_block_cols.eq(cfg.n_block_cols), n_tiles.eq(cfg.n_tiles), has_tiles.eq(cfg.n_tiles != 0),
                 self.ctrl.cycles.eq(0), self.ctrl.status.eq(checked),
                 running.eq(checked == 0), self.ctrl.done.eq(checked != 0),
             ]
@@ -147,6 +150,7 @@ class Engine(wiring.Component):
         run_tokens = n_tokens[:len(mac.n_tokens)]
         m.d.comb += [
             fetch.n_block_rows.eq(n_block_rows), fetch.n_block_cols.eq(n_block_cols), fetch.n_tiles.eq(n_tiles),
+            fetch.has_tiles.eq(has_tiles),
             mac.n_tokens.eq(run_tokens), mac.row_slot_free.eq(rows_in_flight < 2),
             drain.n_tokens.eq(run_tokens), drain.n_block_rows.eq(n_block_rows),
         ]

@@ -33,8 +33,8 @@ class TileFetch(wiring.Component):
 
     Ports: ``index`` (read port of the index memory), ``weight_req``/``weight_resp`` (the weight
     memory: a request is an address, the response its word ``read_latency`` cycles after the request
-    is accepted), ``jobs`` (out), the layer's ``n_block_rows``, ``n_block_cols``, ``n_tiles`` (held
-    constant while running) and error flags ``index_overrun``, ``bad_column``, ``tile_overrun``
+    is accepted), ``jobs`` (out), the layer's ``n_block_rows``, ``n_block_cols``, ``n_tiles`` and
+    ``has_tiles`` (n_tiles > 0; all held constant while running) and error flags ``index_overrun``, ``bad_column``, ``tile_overrun``
     (sticky until reset; the walker stops at the offending entry).
     """
 
@@ -48,6 +48,7 @@ class TileFetch(wiring.Component):
             "n_block_rows": In(range(g.max_block_rows + 1)),
             "n_block_cols": In(range(g.max_block_cols + 1)),
             "n_tiles": In(range(g.max_tiles + 1)),
+            "has_tiles": In(1),
             "index_overrun": Out(1),
             "bad_column": Out(1),
             "tile_overrun": Out(1),
@@ -64,14 +65,23 @@ class TileFetch(wiring.Component):
         req_tile = Signal(range(g.max_tiles + 1))
         req_word = Signal(range(words))
         req_addr = Signal(g.weight_addr_bits)
+        # "tiles left to request" and "credit left" are flip-flops set from the counters' next values
+        # (no comparator behind the request's valid); a run with no tiles at all is told by ``has_tiles``
+        more_tiles = Signal(init=1)                     # req_tile < n_tiles (n_tiles = 0: has_tiles)
+        credit = Signal(init=1)                         # outstanding < fifo_depth
+        accept = Signal()
         m.d.comb += [
             self.weight_req.payload.eq(req_addr),
-            self.weight_req.valid.eq((req_tile < self.n_tiles) & (outstanding < g.fifo_depth)),
+            self.weight_req.valid.eq(more_tiles & credit & self.has_tiles),
+            accept.eq(self.weight_req.valid & self.weight_req.ready),
             words_fifo.w_data.eq(self.weight_resp.payload),
             words_fifo.w_en.eq(self.weight_resp.valid),
             self.weight_resp.ready.eq(1),
         ]
-        with m.If(self.weight_req.valid & self.weight_req.ready):
+        tile_done = Signal()
+        m.d.comb += tile_done.eq(accept & (req_word == words - 1))
+        m.d.sync += more_tiles.eq(Mux(tile_done, req_tile + 1 < self.n_tiles, req_tile < self.n_tiles))
+        with m.If(accept):
             m.d.sync += req_addr.eq(req_addr + 1)
             with m.If(req_word == words - 1):
                 m.d.sync += [req_word.eq(0), req_tile.eq(req_tile + 1)]
@@ -99,7 +109,10 @@ class TileFetch(wiring.Component):
             words_fifo.r_en.eq(pop),
             slot.eq(Mux(transfer, 0, filled)),
         ]
-        m.d.sync += outstanding.eq(outstanding + (self.weight_req.valid & self.weight_req.ready) - pop)
+        m.d.sync += [
+            outstanding.eq(outstanding + accept - pop),
+            credit.eq(Mux(accept & ~pop, outstanding < g.fifo_depth - 1, Mux(pop & ~accept, 1, credit))),
+        ]
         # Slot k loads the FIFO's head whenever it is the next slot to fill and A may take a word, popped
         # or not: an unpopped head (or an empty FIFO's stale data) only lands in a slot that a later pop
         # overwrites before the tile moves on. So the 64-bit slot enables depend on A's own registers

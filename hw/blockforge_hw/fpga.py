@@ -270,15 +270,17 @@ def _error_line(log_text: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # The flow.
 
-def mac_multipliers(spec: Spec, part: Part | None = None) -> str:
+def mac_multipliers(spec: Spec, part: Part | None = None) -> str | int:
     """Where the FPGA build puts the MAC array's BR·BC products: "dsp" when they and the requantizer's
     multipliers together fit the part's DSPs (each DSP then holds the product's input and output
-    registers after :mod:`.regpack`), else "lut" (shift-and-add in LUTs and carry chains)."""
+    registers after :mod:`.regpack`); else as many products as the DSPs left by the requantizer hold
+    (an int, the rest shift-and-add in LUTs and carry chains), or "lut" if none are left."""
     from .layouts import EngineGeometry
 
     part = part or spec.part or parse_part(REFERENCE_PART)
     geometry = EngineGeometry.from_spec(spec)
-    return "dsp" if geometry.rows * geometry.cols + geometry.requantizer_dsps <= part.device.dsps else "lut"
+    products, left = geometry.rows * geometry.cols, part.device.dsps - geometry.requantizer_dsps
+    return "dsp" if products <= left else (left if left > 0 else "lut")
 
 
 def engine_rtlil(spec: Spec, part: Part | None = None) -> str:

@@ -89,12 +89,14 @@ class EngineGeometry:
     saturate: bool
     weight_depth: int       # words in the weight memory
     index_depth: int        # entries in the index memory
-    multipliers: str = "dsp"  # MAC products: "dsp" as multiplications; "lut" shift-and-add in LUTs
+    # MAC products: "dsp" as multiplications; "lut" shift-and-add in LUTs; an int k: the first k products
+    # (row-major over the BR×BC tile) as multiplications, the rest in LUTs (a part with too few DSPs)
+    multipliers: str | int = "dsp"
     requantizer_multipliers: str = "dsp"   # the requantizer's (acc + bias)·M, likewise
 
     @classmethod
     def from_spec(cls, spec: Spec, *, weight_depth: int | None = None, index_depth: int | None = None,
-                  multipliers: str = "dsp", requantizer_multipliers: str = "dsp") -> "EngineGeometry":
+                  multipliers: str | int = "dsp", requantizer_multipliers: str = "dsp") -> "EngineGeometry":
         depths = default_depths(spec)
         geometry = cls(
             rows=spec.block.rows, cols=spec.block.cols, bus_bits=spec.memory.weight_bus_bits,
@@ -133,13 +135,25 @@ class EngineGeometry:
         if self.weight_depth < self.tile_words:
             raise ValueError(f"weight_depth {self.weight_depth} holds less than one tile "
                              f"({self.tile_words} words)")
-        for name in ("multipliers", "requantizer_multipliers"):
+        if isinstance(self.multipliers, int) and not isinstance(self.multipliers, bool):
+            if not 0 <= self.multipliers <= self.rows * self.cols:
+                raise ValueError(f"multipliers: {self.multipliers} DSP products is not in 0..{self.rows * self.cols}")
+        elif self.multipliers not in ("dsp", "lut"):
+            raise ValueError(f"multipliers must be 'dsp', 'lut' or a count of DSP products, not {self.multipliers!r}")
+        for name in ("requantizer_multipliers",):
             if getattr(self, name) not in ("dsp", "lut"):
                 raise ValueError(f"{name} must be 'dsp' or 'lut', not {getattr(self, name)!r}")
         if self.rounding not in ("half_up", "half_even", "truncate"):
             raise ValueError(f"rounding must be half_up, half_even or truncate, not {self.rounding!r}")
         if self.product_bits > 64:
             raise ValueError(f"acc_bits + multiplier_bits + 1 = {self.product_bits} exceeds 64")
+
+    @property
+    def mac_dsps(self) -> int:
+        """MAC products built as multiplications (DSPs on an FPGA)."""
+        if isinstance(self.multipliers, int):
+            return self.multipliers
+        return self.rows * self.cols if self.multipliers == "dsp" else 0
 
     @property
     def requantizer_dsps(self) -> int:

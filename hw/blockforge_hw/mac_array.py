@@ -166,7 +166,7 @@ class MacArray(wiring.Component):
                 activation = Signal(signed(8), name=f"activation_{i}_{j}", attrs={"keep": 1}, reset_less=True)
                 product = Signal(signed(16), name=f"product_{i}_{j}", reset_less=True)
                 m.d.sync += [weight.eq(tile[i][j]), activation.eq(x[j])]
-                if g.multipliers == "dsp":
+                if i * g.cols + j < g.mac_dsps:
                     # a DSP multiplier, its output registered, then one more register (the LUT
                     # product's depth)
                     at_dsp = Signal(signed(16), name=f"dsp_{i}_{j}", reset_less=True)
