@@ -145,6 +145,8 @@ def test_fetch_delivers_tiles_in_bcsr_order():
         ctx.set(dut.n_block_cols, layer.n_block_cols)
         ctx.set(dut.n_tiles, layer.nnz_blocks)
         ctx.set(dut.has_tiles, layer.nnz_blocks > 0)
+        ctx.set(dut.n_tiles_m1, layer.nnz_blocks - 1)
+        ctx.set(dut.n_block_rows_m1, layer.n_block_rows - 1)
         in_flight = []                                       # (cycle due, word)
         index_data = 0
         for cycle in range(600):

@@ -86,6 +86,8 @@ class Engine(wiring.Component):
         n_block_cols = Signal(range(g.max_block_cols + 1))
         n_tiles = Signal(range(g.max_tiles + 1))
         has_tiles = Signal()
+        n_tiles_m1 = Signal.like(fetch.n_tiles_m1)
+        n_block_rows_m1 = Signal.like(fetch.n_block_rows_m1)
         cfg = self.config
         config_errors = Signal(8)
         m.d.comb += [
@@ -127,6 +129,7 @@ class Engine(wiring.Component):
             m.d.sync += [
                 n_tokens.eq(cfg.n_tokens), n_block_rows.eq(cfg.n_block_rows),
                 n_block_cols.eq(cfg.n_block_cols), n_tiles.eq(cfg.n_tiles), has_tiles.eq(cfg.n_tiles != 0),
+                n_tiles_m1.eq(cfg.n_tiles[:len(n_tiles)] - 1), n_block_rows_m1.eq(cfg.n_block_rows[:len(n_block_rows)] - 1),
                 self.ctrl.cycles.eq(0), self.ctrl.status.eq(checked),
                 running.eq(checked == 0), self.ctrl.done.eq(checked != 0),
             ]
@@ -150,7 +153,7 @@ class Engine(wiring.Component):
         run_tokens = n_tokens[:len(mac.n_tokens)]
         m.d.comb += [
             fetch.n_block_rows.eq(n_block_rows), fetch.n_block_cols.eq(n_block_cols), fetch.n_tiles.eq(n_tiles),
-            fetch.has_tiles.eq(has_tiles),
+            fetch.has_tiles.eq(has_tiles), fetch.n_tiles_m1.eq(n_tiles_m1), fetch.n_block_rows_m1.eq(n_block_rows_m1),
             mac.n_tokens.eq(run_tokens), mac.row_slot_free.eq(rows_in_flight < 2),
             drain.n_tokens.eq(run_tokens), drain.n_block_rows.eq(n_block_rows),
         ]

@@ -18,7 +18,7 @@ handshake drives no wide enables (docs/engine.md "Schedule"). An empty block row
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,7 +34,8 @@ class TileFetch(wiring.Component):
     Ports: ``index`` (read port of the index memory), ``weight_req``/``weight_resp`` (the weight
     memory: a request is an address, the response its word ``read_latency`` cycles after the request
     is accepted), ``jobs`` (out), the layer's ``n_block_rows``, ``n_block_cols``, ``n_tiles`` and
-    ``has_tiles`` (n_tiles > 0; all held constant while running) and error flags ``index_overrun``, ``bad_column``, ``tile_overrun``
+    ``has_tiles`` (n_tiles > 0), ``n_tiles_m1`` and ``n_block_rows_m1`` (the counts minus one, signed: −1
+    for 0; all held constant while running) and error flags ``index_overrun``, ``bad_column``, ``tile_overrun``
     (sticky until reset; the walker stops at the offending entry).
     """
 
@@ -49,6 +50,8 @@ class TileFetch(wiring.Component):
             "n_block_cols": In(range(g.max_block_cols + 1)),
             "n_tiles": In(range(g.max_tiles + 1)),
             "has_tiles": In(1),
+            "n_tiles_m1": In(signed(len(Signal(range(g.max_tiles + 1))) + 1)),
+            "n_block_rows_m1": In(signed(len(Signal(range(g.max_block_rows + 1))) + 1)),
             "index_overrun": Out(1),
             "bad_column": Out(1),
             "tile_overrun": Out(1),
@@ -80,7 +83,7 @@ class TileFetch(wiring.Component):
         ]
         tile_done = Signal()
         m.d.comb += tile_done.eq(accept & (req_word == words - 1))
-        m.d.sync += more_tiles.eq(Mux(tile_done, req_tile + 1 < self.n_tiles, req_tile < self.n_tiles))
+        m.d.sync += more_tiles.eq(Mux(tile_done, req_tile < self.n_tiles_m1, req_tile < self.n_tiles))
         with m.If(accept):
             m.d.sync += req_addr.eq(req_addr + 1)
             with m.If(req_word == words - 1):
@@ -144,20 +147,24 @@ class TileFetch(wiring.Component):
             ends_row.eq(entry.last | entry.empty),
         ]
 
-        def counter(name, shape, step, bound):
+        def counter(name, shape, step, bound, bound_minus_one):
             """A counter that adds ``step`` (1 bit) and a flip-flop ``count < bound``; returns
-            (count, the selected next count, the flag, the flag's next value)."""
+            (count, the selected next count, the flag, the flag's next value). ``count + 1 < bound`` is
+            compared as ``count < bound − 1`` (one carry chain, not an increment and a comparison)."""
             count, plus_one = Signal(shape, name=name), Signal(shape, name=f"{name}_plus_one")
             below, below_plus_one, flag = Signal(), Signal(), Signal(name=f"{name}_in_bound")
-            m.d.comb += [plus_one.eq(count + 1), below.eq(count < bound), below_plus_one.eq(plus_one < bound)]
+            m.d.comb += [plus_one.eq(count + 1), below.eq(count < bound),
+                         below_plus_one.eq(count < bound_minus_one)]
             flag_next = Mux(step, below_plus_one, below)
             m.d.sync += [count.eq(Mux(step, plus_one, count)), flag.eq(flag_next)]
             return count, Mux(step, plus_one, count), flag, flag_next
 
-        ptr, ptr_next, in_index, _ = counter("ptr", range(g.index_depth + 1), consume, g.index_depth)
+        ptr, ptr_next, in_index, _ = counter("ptr", range(g.index_depth + 1), consume, g.index_depth,
+                                             g.index_depth - 1)
         _, _, rows_left, rows_left_next = counter("rows_ended", range(g.max_block_rows + 1), consume & ends_row,
-                                                  self.n_block_rows)
-        _, _, tiles_left, _ = counter("tiles_seen", range(g.max_tiles + 1), consume & ~entry.empty, self.n_tiles)
+                                                  self.n_block_rows, self.n_block_rows_m1)
+        _, _, tiles_left, _ = counter("tiles_seen", range(g.max_tiles + 1), consume & ~entry.empty, self.n_tiles,
+                                      self.n_tiles_m1)
         row_start = Signal(init=1)
         m.d.comb += [
             self.index.en.eq(1),
