@@ -169,7 +169,16 @@ class Requantizer(wiring.Component):
         b = self.act_bits
         if not self.saturate:
             return reg(signed(b), "y", rounded[:b])
-        upper = rounded[b - 1:]
-        fits = upper.all() | ~upper.any()
+        # Whether ``rounded`` fits b bits is decided from ``floor`` beside the rounding adder (so the fit
+        # stage is one mux): it fits if floor does (all bits from b−1 up equal), unless the increment
+        # carries floor = 2^(b−1) − 1 out, or carries floor = −2^(b−1) − 1 in; out of range, its sign
+        # is floor's.
+        upper = floor[b - 1:]
+        low_ones = floor[:b - 1].all()
+        at_max = ~upper.any() & low_ones
+        below_min = floor[b:].all() & ~floor[b - 1] & low_ones
+        fits = reg(1, "fits", Mux(increment, ((upper.all() | ~upper.any()) & ~at_max) | below_min,
+                                  upper.all() | ~upper.any()))
+        negative = reg(1, "negative", floor[-1])
         lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
-        return reg(signed(b), "y", Mux(fits, rounded[:b], Mux(rounded[-1], lo, hi)))
+        return reg(signed(b), "y", Mux(fits, rounded[:b], Mux(negative, lo, hi)))
