@@ -504,6 +504,10 @@ def format_report(report: Mapping[str, Any]) -> str:
     for name, clock in report["clocks"].items():
         verdict = "meets" if clock["meets"] else "FAILS"
         lines.append(f"{'Fmax ' + name:10s} {clock['fmax_mhz']:.1f} MHz, {verdict} {clock['constraint_mhz']:g} MHz")
+    packed = report.get("register_packing")
+    if packed:
+        lines.append(f"packed     {packed['dsp_input_ffs'] + packed['dsp_output_ffs']:,} flip-flops into {packed['dsps']} "
+                     f"DSPs, {packed['bram_output_ffs']:,} into {packed['brams']} block RAM output registers")
     path = report.get("critical_path")
     if path:
         lines.append(f"critical path {path['delay_ns']:.2f} ns ({path['logic_ns']:.2f} logic, "
