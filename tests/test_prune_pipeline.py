@@ -157,6 +157,8 @@ def test_cli_prune_and_evaluate(tmp_path, tiny_bert, sst2_dir, capsys):
     assert status == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["block_sparsity"] == 0.5 and summary["method"] == "magnitude-retrain"
+    from blockforge.fsutil import new_dir_mode
+    assert out.stat().st_mode & 0o777 == new_dir_mode()      # readable like any folder, not mkdtemp's 0700
     status = main(["evaluate", "--model", str(out), "--task", f"sst2:{sst2_dir}", "--spec", "tile8"])
     assert status == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -1,5 +1,7 @@
 """Atomic file writes: a temporary file in the target folder, flushed to disk, then renamed over the
-target, so a reader sees the old file or the whole new one, never a half-written one."""
+target, so a reader sees the old file or the whole new one, never a half-written one. The file gets the
+mode an ordinary write would give it: an existing file's mode is kept, a new file gets 0666 minus the
+umask (0644 under the usual 022), not the 0600 of a temporary file."""
 
 from __future__ import annotations
 
@@ -8,7 +10,31 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "new_dir_mode", "new_file_mode"]
+
+
+def _umask() -> int:
+    """The process umask: from /proc on Linux (no side effect), else by setting it and putting it back."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """0666 minus the process umask: the mode ``open(path, "w")`` gives a new file."""
+    return 0o666 & ~_umask()
+
+
+def new_dir_mode() -> int:
+    """0777 minus the process umask: the mode ``mkdir`` gives a new folder (``mkdtemp`` gives 0700)."""
+    return 0o777 & ~_umask()
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | Iterable[bytes]) -> Path:
@@ -24,6 +50,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | Iterable[bytes]) -> Path
             for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
                 handle.write(chunk)
             handle.flush()
+            try:
+                mode = path.stat().st_mode & 0o7777
+            except OSError:
+                mode = new_file_mode()
+            os.chmod(handle.name, mode)
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException:

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
+from ..fsutil import new_dir_mode
 from ..spec import DEFAULT_SPEC, load_spec
 from .criterion import block_norms
 from .masking import lowest_blocks_mask, pruned_block_counts, zero_block_counts
@@ -160,6 +161,7 @@ def save_pruned(result: PruneResult, output_dir: str | Path) -> Path:
         raise UsageError(f"{output_dir}: output folder exists and is not empty")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    os.chmod(tmp, new_dir_mode())           # a folder as mkdir makes it, not mkdtemp's 0700
     try:
         with quiet_transformers():
             result.model.save_pretrained(tmp, safe_serialization=True)
