@@ -1,7 +1,8 @@
-"""Task loaders: GLUE tasks in their standard TSV form and the default offline task ``tweets``.
+"""Task loaders: GLUE tasks in their standard TSV form, the default offline task ``tweets``, and users' own
+files (:mod:`blockforge.filetasks`: ``csv:`` / ``tsv:`` / ``json:`` / ``jsonl:`` / ``hf:``).
 
-``load_task(spec)`` takes ``default`` / ``tweets`` or ``<glue task>:<dir>`` (``sst2:/data/SST-2``) and
-returns a frozen :class:`Task`: train and dev examples, labels, and the task's GLUE metrics. A missing
+``load_task(spec)`` takes ``default`` / ``tweets``, ``<glue task>:<dir>`` (``sst2:/data/SST-2``) or
+``<format>:<path>[?options]`` (``csv:reviews.csv?text=review&label=stars``) and returns a frozen :class:`Task`: train and dev examples, labels, and the task's GLUE metrics. A missing
 or garbled data file raises :class:`DataError` with one line naming the file (and line).
 
 GLUE files read (``<dir>/train.tsv`` and ``<dir>/dev.tsv``; MNLI uses ``dev_matched.tsv``):
@@ -43,10 +44,14 @@ import numpy as np
 
 from .errors import BlockforgeError
 
-__all__ = ["DataError", "Example", "GLUE_TASKS", "Task", "TaskInfo", "compute_metrics", "load_glue",
+__all__ = ["TASK_HELP", "DataError", "Example", "GLUE_TASKS", "Task", "TaskInfo", "compute_metrics", "load_glue",
            "load_task", "load_tweets", "tweets_csv_path"]
 
 DEFAULT_TASK = "tweets"
+#: what ``--task`` takes, for the command line's help
+TASK_HELP = ("'default' (tweet sentiment), GLUE as sst2:DIR, mrpc:DIR, ..., or your own data as csv:PATH, "
+             "tsv:PATH, json:PATH, jsonl:PATH or hf:DIR, options ?text=COL&text_pair=COL&label=COL&type=regression "
+             "(docs/data.md)")
 TWEETS_TRAIN_SIZE = 4000
 TWEETS_DEV_SIZE = 2000
 TWEETS_SEED = 1234
@@ -135,21 +140,30 @@ class Task:
 
 def load_task(spec: str, *, train_size: int | None = None, dev_size: int | None = None,
               seed: int = TWEETS_SEED) -> Task:
-    """A task by name: ``default``/``tweets`` [``tweets:CSV``] or ``<glue task>:<dir>``.
+    """A task by name: ``default``/``tweets`` [``tweets:CSV``], ``<glue task>:<dir>`` or a file task
+    (``csv:PATH``, ``tsv:``, ``json:``, ``jsonl:``, ``hf:DIR``; see :mod:`blockforge.filetasks`).
 
     ``train_size`` / ``dev_size`` cap the number of examples (for GLUE: the first ones after a
-    seeded shuffle of train; dev is kept in file order). Raises DataError / UsageError.
+    seeded shuffle of train; dev is kept in file order); when given they must be integers ≥ 1.
+    Raises DataError.
     """
+    for what, size in (("train_size", train_size), ("dev_size", dev_size)):
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise DataError(f"task {spec!r}: {what} must be an integer ≥ 1, got {size!r}")
     name, _, where = spec.partition(":")
     key = _ALIASES.get(name.lower(), name.lower())
     if key in ("default", DEFAULT_TASK):
-        return load_tweets(where or None, train_size=train_size or TWEETS_TRAIN_SIZE,
-                           dev_size=dev_size or TWEETS_DEV_SIZE, seed=seed)
+        return load_tweets(where or None,
+                           train_size=TWEETS_TRAIN_SIZE if train_size is None else train_size,
+                           dev_size=TWEETS_DEV_SIZE if dev_size is None else dev_size, seed=seed)
+    from .filetasks import FILE_FORMATS, load_file_task
+    if key in FILE_FORMATS:
+        return load_file_task(spec, train_size=train_size, dev_size=dev_size, seed=seed)
     if key in GLUE_TASKS:
         if not where:
             raise DataError(f"task {spec!r}: give the GLUE data folder as {key}:DIR")
         return load_glue(key, where, train_size=train_size, dev_size=dev_size, seed=seed)
-    known = ", ".join(["default", DEFAULT_TASK, *GLUE_TASKS])
+    known = ", ".join(["default", DEFAULT_TASK, *GLUE_TASKS, *(f"{f}:PATH" for f in FILE_FORMATS)])
     raise DataError(f"task {spec!r}: unknown task (known: {known})")
 
 
@@ -280,7 +294,8 @@ def _read_glue_file(info: TaskInfo, path: Path) -> list[Example]:
 # Metrics.
 
 def compute_metrics(names: Sequence[str], predictions: Sequence[float], labels: Sequence[float]) -> dict[str, float]:
-    """GLUE metrics by name: accuracy, f1 (positive class 1), matthews, pearson, spearman."""
+    """GLUE metrics by name: accuracy, f1 (positive class 1), f1_macro (mean F1 over the classes present in
+    labels or predictions), matthews, pearson, spearman."""
     pred = np.asarray(predictions, dtype=np.float64)
     gold = np.asarray(labels, dtype=np.float64)
     if pred.shape != gold.shape or pred.ndim != 1 or pred.size == 0:
@@ -302,6 +317,16 @@ def _f1(pred: np.ndarray, gold: np.ndarray) -> float:
     fp = float(np.sum((pred == 1) & (gold != 1)))
     fn = float(np.sum((pred != 1) & (gold == 1)))
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def _f1_macro(pred: np.ndarray, gold: np.ndarray) -> float:
+    scores = []
+    for c in np.union1d(pred, gold):
+        tp = float(np.sum((pred == c) & (gold == c)))
+        fp = float(np.sum((pred == c) & (gold != c)))
+        fn = float(np.sum((pred != c) & (gold == c)))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
 
 
 def _matthews(pred: np.ndarray, gold: np.ndarray) -> float:
@@ -338,4 +363,4 @@ def _spearman(pred: np.ndarray, gold: np.ndarray) -> float:
     return _pearson(_ranks(pred), _ranks(gold))
 
 
-_METRICS = {"accuracy": _accuracy, "f1": _f1, "matthews": _matthews, "pearson": _pearson, "spearman": _spearman}
+_METRICS = {"accuracy": _accuracy, "f1": _f1, "f1_macro": _f1_macro, "matthews": _matthews, "pearson": _pearson, "spearman": _spearman}

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from blockforge.data import TASK_HELP
 from blockforge.export import DEFAULT_CALIB
 from blockforge.spec import DEFAULT_SPEC
 
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--percentile", type=float, default=None,
                         help="percentile used by the percentile calibrator (default 99.99)")
     export.add_argument("--task", default="default",
-                        help="where calibration text comes from: 'default' (tweets) or '<glue task>:DIR'")
+                        help="where calibration text comes from: " + TASK_HELP)
     export.add_argument("--max-length", type=int, default=64, help="tokens per example (default 64)")
     export.add_argument("--batch-size", type=int, default=32, help="calibration batch size (default 32)")
     export.add_argument("--manifest", type=Path, default=None, help="also write a JSON manifest here")

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 
+from blockforge.data import TASK_HELP
 from blockforge.prune.options import ALLOCATIONS, DEVICES, METHODS, REGULARIZERS
 from blockforge.spec import DEFAULT_SPEC
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "over the spec's blocks, hard-prune to the target block sparsity, retrain with masks, "
                     "and save a normal Hugging Face model with pruning.json.")
     parser.add_argument("--model", default="default", help="'default' (all-MiniLM-L6-v2), a local HF folder or a hub name")
-    parser.add_argument("--task", default="default", help="'default' (tweet sentiment) or GLUE as sst2:DIR, mrpc:DIR, ...")
+    parser.add_argument("--task", default="default", help=TASK_HELP)
     parser.add_argument("--spec", default=DEFAULT_SPEC, help=f"spec name or YAML path (default {DEFAULT_SPEC})")
     parser.add_argument("--sparsity", type=float, default=0.5, help="target block sparsity in [0, 1) (default 0.5)")
     parser.add_argument("--method", default="bsp", choices=METHODS,
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ev = subparsers.add_parser("evaluate", help="evaluate a model folder on a task (GLUE metrics, dev split)")
     ev.add_argument("--model", required=True, help="model folder (e.g. the output of blockforge prune) or 'default'")
-    ev.add_argument("--task", default="default", help="'default' or GLUE as sst2:DIR, ...")
+    ev.add_argument("--task", default="default", help=TASK_HELP)
     ev.add_argument("--spec", help="also report the all-zero block fraction under this spec")
     ev.add_argument("--dev-size", type=int, help="cap on dev examples")
     ev.add_argument("--max-length", type=int, default=64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from blockforge.data import TASK_HELP
 from blockforge.spec import DEFAULT_SPEC
 
 DEMO_DIR = Path("out/demo")
@@ -21,7 +22,7 @@ DEMO_DIR = Path("out/demo")
 def _add_settings(parser: argparse.ArgumentParser, *, demo: bool) -> None:
     parser.add_argument("--spec", default=None, help=f"spec name or path (default {DEFAULT_SPEC})")
     parser.add_argument("--model", default=None, help="'default', a HF model folder, or a hub name (default: default)")
-    parser.add_argument("--task", default=None, help="'default' (tweet sentiment) or GLUE as sst2:DIR, ...")
+    parser.add_argument("--task", default=None, help=TASK_HELP)
     parser.add_argument("--sparsity", type=float, default=None, help="target block sparsity (default 0.5)")
     parser.add_argument("--method", default=None, choices=("bsp", "magnitude", "magnitude-retrain"))
     parser.add_argument("--preset", default=None, choices=("demo", "full"),
