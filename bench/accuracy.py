@@ -113,7 +113,8 @@ def task_list(args) -> list[dict]:
                     alloc = "" if args.allocation == "uniform" else f"-{args.allocation}"
                     steps = f"pe{args.prune_epochs:g}" + (f"b{args.bsp_epochs:g}" if method not in (
                         "magnitude", "magnitude-retrain") else "")
-                    tasks.append({"key": f"{spec}_{round(sparsity * 100)}_{method}{alloc}_{steps}_seed{seed}",
+                    kd = "" if not args.no_distill or method == "magnitude" else "_nokd"
+                    tasks.append({"key": f"{spec}_{round(sparsity * 100)}_{method}{alloc}_{steps}{kd}_seed{seed}",
                                   "method": method, "spec": spec, "sparsity": sparsity, "seed": seed})
     return tasks
 
@@ -258,7 +259,8 @@ def label_of(row: dict) -> str:
                                        ("no-budget", reg.get("budget") is False)) if flag]
         label = "bsp" + "".join(f"-{o}" for o in off)
     allocation = (row.get("budget") or {}).get("allocation", "uniform")
-    return label if allocation == "uniform" else f"{label} ({allocation} allocation)"
+    label = label if allocation == "uniform" else f"{label} ({allocation} allocation)"
+    return label if row.get("distill", True) or row["method"] == "magnitude" else f"{label} (no distillation)"
 
 
 def _std(values: list[float]) -> float | None:
