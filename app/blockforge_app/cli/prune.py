@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--regularizer", default="prox", choices=REGULARIZERS,
                         help="bsp: prox (default; proximal, calibrated λ) or paper (the authors' loss term)")
     parser.add_argument("--epochs", type=float, nargs=3, metavar=("DENSE", "BSP", "RETRAIN"),
-                        help="epochs of the three training phases (default 2 1 1; fractions allowed)")
+                        help="epochs of the three training phases (default 2 2 2; fractions allowed)")
     parser.add_argument("--lr", type=float, help="learning rate of the dense fine-tune (default 5e-5)")
     parser.add_argument("--bsp-lr", type=float, help="learning rate of the group-Lasso phase (default 1e-4)")
     parser.add_argument("--retrain-lr", type=float, help="learning rate of masked retraining (default 1e-4)")
@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reweight-period", type=int, help="steps between recomputing α (default 16)")
     parser.add_argument("--plain-prox", action="store_true",
                         help="proximal step in the plain metric instead of Adam's (see docs/pruning.md)")
-    parser.add_argument("--distill", action="store_true", help="distill from the dense model during retraining")
+    parser.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
+                        help="distill from the dense model's logits during masked retraining "
+                             "(default on; --no-distill to train on the labels alone)")
     parser.add_argument("--train-size", type=int, help="cap on training examples")
     parser.add_argument("--dev-size", type=int, help="cap on dev examples")
     parser.add_argument("--batch-size", type=int, default=32)

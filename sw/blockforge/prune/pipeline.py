@@ -74,7 +74,8 @@ class PruneConfig:
     layer (paper mode, or a fixed λ for prox). device: ``auto`` (CUDA when present, else CPU), ``cpu``
     or ``cuda`` (UsageError if no CUDA device is there). train_size / dev_size: caps
     on the task's examples (None = task default). distill: knowledge distillation from the dense model
-    during masked retraining. zero_threshold: block norm under which a block counts as driven to zero
+    (its logits, classification tasks) during masked retraining (default on; ignored by one-shot
+    ``magnitude``). zero_threshold: block norm under which a block counts as driven to zero
     by the regularizer (reported, not used for pruning). threads: torch intra-op threads (None = as is).
     checkpoint_dir: if set, the state after each phase is saved there and a rerun with the same config
     resumes after the last finished phase. evaluate_dense: evaluate the dense model before pruning
@@ -93,7 +94,7 @@ class PruneConfig:
     max_length: int = 64
     train_size: int | None = None
     dev_size: int | None = None
-    distill: bool = False
+    distill: bool = True
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
     zero_threshold: float = 1e-3

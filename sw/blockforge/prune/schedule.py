@@ -55,9 +55,11 @@ class Schedule:
     is in optimizer steps. ``lam`` None means λ is calibrated per layer by :func:`auto_lambda`.
     """
 
+    # the measured recipe (docs/pruning.md "At the issue's budget"): as many steps after the dense phase
+    # as two dense fine-tunes, half group Lasso, half masked retraining
     dense_epochs: float = 2.0
-    bsp_epochs: float = 1.0
-    retrain_epochs: float = 1.0
+    bsp_epochs: float = 2.0
+    retrain_epochs: float = 2.0
     learning_rate: float = 5e-5          # dense fine-tune (linear decay, 6% warm-up)
     bsp_learning_rate: float = 1e-4      # reweighted group-Lasso phase (constant)
     retrain_learning_rate: float = 1e-4  # masked retraining (linear decay, 6% warm-up)
