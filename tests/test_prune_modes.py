@@ -107,11 +107,11 @@ def test_lambda_file_errors_name_the_file_and_key(tmp_path):
     with pytest.raises(UsageError, match=r"lam\.yaml: bert\.encoder\.layer\.9\.output\.dense: matches no prunable"):
         load_lambdas(path, names)
     path.write_text("'*.query': -1\n")
-    with pytest.raises(UsageError, match=r"lam\.yaml: \*\.query: lambda must be a non-negative number"):
+    with pytest.raises(UsageError, match=r"lam\.yaml: \*\.query: lambda must be a number in \[0, 1000\], got -1"):
         load_lambdas(path, names)
     path.write_text("'*.query': 2e-4\ndefault: 1e-5\n")
     assert load_lambdas(path, names) == {names[0]: 2e-4, names[1]: 1e-5}
-    with pytest.raises(UsageError, match="cannot read lambda file"):
+    with pytest.raises(UsageError, match="no such lambda file|cannot read lambda file"):
         load_lambdas(tmp_path / "missing.yaml", names)
 
 

@@ -51,7 +51,7 @@ def test_bad_ratios_files(tmp_path, text, match):
 
 
 def test_missing_ratios_file(tmp_path):
-    with pytest.raises(UsageError, match="cannot read ratios file"):
+    with pytest.raises(UsageError, match="no such ratios file"):
         load_ratios(tmp_path / "none.yaml", NAMES, 0.5)
 
 

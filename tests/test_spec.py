@@ -108,12 +108,15 @@ def test_digest_ignores_name_and_description_but_not_hardware():
     assert a.digest != c.digest
 
 
+NAME_RULE = "name: expected a name of 1-64 letters, digits, '_', '.' or '-', not starting with '.' or '-', got "
+
+
 @pytest.mark.parametrize("path, value, message", [
-    ("block.rows", 0, "block.rows: expected a positive integer, got 0"),
-    ("block.cols", -8, "block.cols: expected a positive integer, got -8"),
-    ("block.rows", 8.0, "block.rows: expected a positive integer, got 8.0"),
-    ("block.rows", True, "block.rows: expected a positive integer, got True"),
-    ("block.cols", "8", "block.cols: expected a positive integer, got '8'"),
+    ("block.rows", 0, "block.rows: expected an integer in [1, 1024], got 0"),
+    ("block.cols", -8, "block.cols: expected an integer in [1, 1024], got -8"),
+    ("block.rows", 8.0, "block.rows: expected an integer in [1, 1024], got 8.0"),
+    ("block.rows", True, "block.rows: expected an integer in [1, 1024], got True"),
+    ("block.cols", "8", "block.cols: expected an integer in [1, 1024], got '8'"),
     ("numerics.weight_bits", 4, "numerics.weight_bits: unsupported bit width 4 (supported: 8)"),
     ("numerics.act_bits", 16, "numerics.act_bits: unsupported bit width 16 (supported: 8)"),
     ("numerics.act_bits", "8", "numerics.act_bits: expected an integer, got '8'"),
@@ -123,16 +126,24 @@ def test_digest_ignores_name_and_description_but_not_hardware():
      "numerics.rounding: unsupported rounding mode 'nearest' (supported: half_up, half_even, truncate)"),
     ("numerics.saturate", "yes", "numerics.saturate: expected true or false, got 'yes'"),
     ("memory.weight_bus_bits", 60, "memory.weight_bus_bits: bus width must be a multiple of 8 bits, got 60"),
-    ("memory.weight_bus_bits", 0, "memory.weight_bus_bits: expected a positive integer, got 0"),
+    ("memory.weight_bus_bits", 0, "memory.weight_bus_bits: expected a positive integer up to 4096, got 0"),
     ("memory.read_latency", 0, "memory.read_latency: expected an integer in [1, 64], got 0"),
     ("memory.bandwidth_bytes_per_cycle", -1,
-     "memory.bandwidth_bytes_per_cycle: expected a positive number, got -1"),
-    ("buffers.max_tokens", 0, "buffers.max_tokens: expected a positive integer, got 0"),
-    ("buffers.max_in_features", -1, "buffers.max_in_features: expected a positive integer, got -1"),
-    ("buffers.max_out_features", None, "buffers.max_out_features: expected a positive integer, got None"),
-    ("clock_mhz", 0, "clock_mhz: expected a positive number, got 0"),
-    ("clock_mhz", float("inf"), "clock_mhz: expected a positive number, got inf"),
-    ("name", "", "name: expected a non-empty string, got ''"),
+     "memory.bandwidth_bytes_per_cycle: expected a number in (0, 512], got -1"),
+    ("buffers.max_tokens", 0, "buffers.max_tokens: expected an integer in [1, 65536], got 0"),
+    ("buffers.max_in_features", -1, "buffers.max_in_features: expected an integer in [1, 1048576], got -1"),
+    ("buffers.max_out_features", None, "buffers.max_out_features: expected an integer in [1, 1048576], got None"),
+    ("clock_mhz", 0, "clock_mhz: expected a number in (0, 10000], got 0"),
+    ("clock_mhz", float("inf"), "clock_mhz: expected a number in (0, 10000], got inf"),
+    ("name", "", NAME_RULE + "''"),
+    ("name", "../../escaped", NAME_RULE + "'../../escaped'"),
+    ("name", "x\nmodule evil; endmodule", NAME_RULE + "'x\\nmodule evil; endmodule'"),
+    ("name", "a" * 65, NAME_RULE + repr("a" * 65)[:57] + "..."),
+    ("buffers.max_tokens", 10 ** 38, "buffers.max_tokens: expected an integer in [1, 65536], got "
+     "100000000000000000000000000000000000000"),
+    ("block.rows", 2 ** 60, "block.rows: expected an integer in [1, 1024], got 1152921504606846976"),
+    ("clock_mhz", 10 ** 400, "clock_mhz: expected a number in (0, 10000], got " + repr(10 ** 400)[:57] + "..."),
+    ("description", "x" * 5000, "description: at most 4,096 characters, got 5,000"),
     ("description", 3, "description: expected a string, got 3"),
     ("block", [8, 8], "block: expected a mapping, got list"),
 ])
@@ -268,7 +279,7 @@ def test_target_is_optional_resolves_its_part_and_leaves_the_digest_alone():
 @pytest.mark.parametrize("target, message", [
     ({**TARGET, "family": "ice40"}, "target.family: unsupported FPGA family 'ice40' (supported: ecp5)"),
     ({**TARGET, "device": "LFE5U-99F"}, "target.device: unknown ecp5 device 'LFE5U-99F' (known: LFE5U-12F (12k), "),
-    ({**TARGET, "device": ""}, "target.device: expected a non-empty string, got ''"),
+    ({**TARGET, "device": ""}, "target.device: " + NAME_RULE[len("name: "):] + "''"),
     ({**TARGET, "speed": 9}, "target.speed: expected an integer in [6, 8], got 9"),
     ({**TARGET, "speed": "6"}, "target.speed: expected an integer in [6, 8], got '6'"),
     ({**TARGET, "device": "LFE5UM5G-85F"}, "target.speed: LFE5UM5G-85F has no speed grade 6 (sold as 8)"),

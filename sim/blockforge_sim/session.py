@@ -139,8 +139,9 @@ class RtlSimulator:
 
     def _spec_ref(self) -> str:
         """A path or shipped name the bench can load the spec from (specs built in memory are written out)."""
+        # absolute: the simulator runs in another folder (a relative path would name a file there)
         if Path(self.spec.source).is_file():
-            return str(self.spec.source)
+            return str(Path(self.spec.source).resolve())
         try:
             if load_spec(self.spec.name) == self.spec:
                 return self.spec.name
@@ -149,7 +150,7 @@ class RtlSimulator:
         path = self.work_dir / "spec.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.spec.to_dict(), sort_keys=False))
-        return str(path)
+        return str(path.resolve())
 
     def _simulate(self, built, session: Session, run_dir: Path) -> None:
         hexdir = Path(session.hexdir)

@@ -10,7 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["atomic_write", "new_dir_mode", "new_file_mode"]
+from .errors import UsageError
+
+__all__ = ["atomic_write", "check_output", "new_dir_mode", "new_file_mode"]
 
 
 def _umask() -> int:
@@ -60,4 +62,24 @@ def atomic_write(path: str | os.PathLike, data: bytes | Iterable[bytes]) -> Path
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+    return path
+
+
+def check_output(path: str | os.PathLike, *, folder: bool = False, flag: str = "-o") -> Path:
+    """Check, before any expensive work, that ``path`` can be written: a file (``folder=False``) or a
+    folder, whose missing parents will be created. UsageError naming ``flag`` and the path otherwise."""
+    path = Path(path)
+    kind = "folder" if folder else "file"
+    if path.exists():
+        if folder and not path.is_dir():
+            raise UsageError(f"{flag} {path}: exists and is not a folder")
+        if not folder and path.is_dir():
+            raise UsageError(f"{flag} {path}: is a folder, not a file")
+    ancestor = path.parent if not path.exists() or not folder else path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{flag} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write the {kind} here ({ancestor} is not writable)")
     return path

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -500,7 +501,13 @@ def read_image(path: str | os.PathLike, spec: Spec | str | None = None) -> Image
     The layers' tile arrays are views into one buffer holding the file (no second copy).
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO or device would block or never end
+            raise ImageError(f"{path}: not a regular file")
         with open(path, "rb") as handle:
+            head = handle.read(len(MAGIC))
+            if head != MAGIC[:len(head)]:                  # a 1 GiB non-image is refused after 8 bytes
+                raise ImageError(f"{path}: not a blockforge image (magic {head!r}, expected {MAGIC!r})")
+            handle.seek(0)
             size = os.fstat(handle.fileno()).st_size
             buffer = np.empty(size, dtype=np.uint8)          # no zero-fill: readinto writes every byte
             got = handle.readinto(memoryview(buffer))

@@ -16,15 +16,15 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from .errors import SpecError
 from .parts import DEVICES, FAMILIES, Part, find_device
+from .yamlsafe import load_yaml, shown
 
 __all__ = [
     "Block",
@@ -48,6 +48,17 @@ SUPPORTED_DATA_BITS = (8,)
 ACC_BITS_RANGE = (16, 48)
 MULTIPLIER_BITS_RANGE = (2, 31)
 MAX_READ_LATENCY = 64
+# Upper bounds: every accepted spec must be one the engine and the image format can be built for.
+MAX_BLOCK_SIDE = 1024          # block.rows, block.cols
+MAX_BLOCK_MACS = 4096          # block.rows · block.cols (MACs per cycle)
+MAX_TOKENS = 65536             # buffers.max_tokens
+MAX_FEATURES = 1 << 20         # buffers.max_in_features / max_out_features
+MAX_BLOCK_COLUMNS = 65535      # padded in-features / block.cols: the image's 16-bit column index
+MAX_BUS_BITS = 4096            # memory.weight_bus_bits
+MAX_CLOCK_MHZ = 10000.0        # clock_mhz
+MAX_NAME_CHARS = 64
+MAX_TEXT_CHARS = 4096          # description
+_NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{MAX_NAME_CHARS - 1}}}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -55,7 +66,7 @@ MAX_READ_LATENCY = 64
 
 def _positive_int(value: Any) -> str | None:
     if not _is_int(value) or value <= 0:
-        return f"expected a positive integer, got {value!r}"
+        return f"expected a positive integer, got {shown(value)}"
     return None
 
 
@@ -66,14 +77,14 @@ def _is_int(value: Any) -> bool:
 def _int_in(lo: int, hi: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if not _is_int(value) or not lo <= value <= hi:
-            return f"expected an integer in [{lo}, {hi}], got {value!r}"
+            return f"expected an integer in [{lo}, {hi}], got {shown(value)}"
         return None
     return check
 
 
 def _data_bits(value: Any) -> str | None:
     if not _is_int(value):
-        return f"expected an integer, got {value!r}"
+        return f"expected an integer, got {shown(value)}"
     if value not in SUPPORTED_DATA_BITS:
         supported = ", ".join(str(b) for b in SUPPORTED_DATA_BITS)
         return f"unsupported bit width {value} (supported: {supported})"
@@ -82,60 +93,61 @@ def _data_bits(value: Any) -> str | None:
 
 def _rounding(value: Any) -> str | None:
     if value not in ROUNDING_MODES:
-        return f"unsupported rounding mode {value!r} (supported: {', '.join(ROUNDING_MODES)})"
+        return f"unsupported rounding mode {shown(value)} (supported: {', '.join(ROUNDING_MODES)})"
     return None
 
 
 def _boolean(value: Any) -> str | None:
     if not isinstance(value, bool):
-        return f"expected true or false, got {value!r}"
+        return f"expected true or false, got {shown(value)}"
     return None
 
 
-def _positive_number(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        return f"expected a positive number, got {value!r}"
-    return None
+def _number_in(lo: float, hi: float) -> Callable[[Any], str | None]:
+    """A number in (lo, hi]: ints of any size are compared exactly, never converted to float first."""
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo < value <= hi:
+            return f"expected a number in ({lo:g}, {hi:g}], got {shown(value)}"
+        return None
+    return check
 
 
-def _optional_positive_number(value: Any) -> str | None:
-    return None if value is None else _positive_number(value)
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    return lambda value: None if value is None else check(value)
 
 
 def _bus_bits(value: Any) -> str | None:
-    if not _is_int(value) or value <= 0:
-        return f"expected a positive integer, got {value!r}"
+    if not _is_int(value) or not 0 < value <= MAX_BUS_BITS:
+        return f"expected a positive integer up to {MAX_BUS_BITS}, got {shown(value)}"
     if value % 8:
         return f"bus width must be a multiple of 8 bits, got {value}"
     return None
 
 
 def _name(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        return f"expected a non-empty string, got {value!r}"
+    # the name reaches file names, Verilog module names and work folders: an identifier, no path parts
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        return (f"expected a name of 1-{MAX_NAME_CHARS} letters, digits, '_', '.' or '-', not starting with "
+                f"'.' or '-', got {shown(value)}")
     return None
 
 
 def _text(value: Any) -> str | None:
     if not isinstance(value, str):
-        return f"expected a string, got {value!r}"
+        return f"expected a string, got {shown(value)}"
+    if len(value) > MAX_TEXT_CHARS:
+        return f"at most {MAX_TEXT_CHARS:,} characters, got {len(value):,}"
     return None
 
 
 def _family(value: Any) -> str | None:
     if value not in FAMILIES:
-        return f"unsupported FPGA family {_short(value)} (supported: {', '.join(FAMILIES)})"
+        return f"unsupported FPGA family {shown(value)} (supported: {', '.join(FAMILIES)})"
     return None
 
 
 def _optional_name(value: Any) -> str | None:
     return None if value is None else _name(value)
-
-
-def _short(value: Any) -> str:
-    """``repr(value)``, cut to a line: a YAML node can be megabytes."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _key(check: Callable[[Any], str | None], doc: str, unit: str = "", default: Any = dataclasses.MISSING):
@@ -153,8 +165,9 @@ def _key(check: Callable[[Any], str | None], doc: str, unit: str = "", default: 
 class Block:
     """The pruning granularity and the engine tile: BR output channels × BC input features."""
 
-    rows: int = _key(_positive_int, "output channels per block (BR); 1 = the paper's block_filter row segment")
-    cols: int = _key(_positive_int, "input features per block (BC); 1 = the paper's block_column")
+    rows: int = _key(_int_in(1, MAX_BLOCK_SIDE),
+                     "output channels per block (BR); 1 = the paper's block_filter row segment")
+    cols: int = _key(_int_in(1, MAX_BLOCK_SIDE), "input features per block (BC); 1 = the paper's block_column")
 
 
 @dataclass(frozen=True)
@@ -178,7 +191,7 @@ class Memory:
     read_latency: int = _key(_int_in(1, MAX_READ_LATENCY),
                              "cycles from a weight-memory address to its data", "cycles")
     bandwidth_bytes_per_cycle: float | None = _key(
-        _optional_positive_number,
+        _optional(_number_in(0, MAX_BUS_BITS // 8)),
         "optional sustained weight bandwidth; omitted = one bus word per cycle", "bytes/cycle", default=None)
 
 
@@ -186,9 +199,11 @@ class Memory:
 class Buffers:
     """On-chip buffer limits: the largest layer and token count one engine pass accepts."""
 
-    max_tokens: int = _key(_positive_int, "largest N (activation columns) in one pass", "tokens")
-    max_in_features: int = _key(_positive_int, "largest layer input width, after padding to BC", "features")
-    max_out_features: int = _key(_positive_int, "largest layer output width, after padding to BR", "features")
+    max_tokens: int = _key(_int_in(1, MAX_TOKENS), "largest N (activation columns) in one pass", "tokens")
+    max_in_features: int = _key(_int_in(1, MAX_FEATURES), "largest layer input width, after padding to BC",
+                                "features")
+    max_out_features: int = _key(_int_in(1, MAX_FEATURES), "largest layer output width, after padding to BR",
+                                 "features")
 
 
 @dataclass(frozen=True)
@@ -244,7 +259,7 @@ class Spec:
     numerics: Numerics = _key(None, "integer arithmetic")
     memory: Memory = _key(None, "weight memory")
     buffers: Buffers = _key(None, "buffer limits")
-    clock_mhz: float = _key(_positive_number, "engine clock, used to turn cycles into time", "MHz")
+    clock_mhz: float = _key(_number_in(0, MAX_CLOCK_MHZ), "engine clock, used to turn cycles into time", "MHz")
     target: Target | None = _key(None, "optional FPGA part the clock is meant for (docs/fpga.md)", default=None)
     description: str = _key(_text, "optional free text", default="")
     source: str = field(default="<dict>", compare=False, metadata={"internal": True})
@@ -335,7 +350,7 @@ class Spec:
         """Lay an (out, in) weight over the spec's blocks, or raise SpecError if the engine cannot take it."""
         for what, size in (("out_features", out_features), ("in_features", in_features)):
             if not _is_int(size) or size <= 0:
-                raise SpecError(f"{self.source}: {layer}: {what} must be a positive integer, got {size!r}")
+                raise SpecError(f"{self.source}: {layer}: {what} must be a positive integer, got {shown(size)}")
         br, bc = self.block.rows, self.block.cols
         padded_out = -(-out_features // br) * br
         padded_in = -(-in_features // bc) * bc
@@ -360,25 +375,6 @@ class Spec:
 
 # --------------------------------------------------------------------------------------------------
 # Loading.
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of silently keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    mapping: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
-            line = key_node.start_mark.line + 1
-            raise SpecError(f"{loader.name}: line {line}: duplicate key {key!r}")
-        mapping[key] = loader.construct_object(value_node, deep=deep)
-    return mapping
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
 
 def _build(cls: type, data: Any, path: str, source: str) -> Any:
     """Validate ``data`` against dataclass ``cls`` and construct it; ``path`` is the key path so far."""
@@ -411,7 +407,8 @@ def _build(cls: type, data: Any, path: str, source: str) -> Any:
 
 
 def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
+    text = key if isinstance(key, str) and len(key) <= 40 else shown(key, 40)
+    return f"{path}.{text}" if path else text
 
 
 _SECTIONS: dict[str, type] = {"block": Block, "numerics": Numerics, "memory": Memory, "buffers": Buffers,
@@ -426,6 +423,12 @@ def _check_consistency(spec: Spec) -> None:
         raise SpecError(
             f"{src}: numerics.acc_bits: {spec.numerics.acc_bits} bits cannot hold the sum of "
             f"{spec.buffers.max_in_features} products (buffers.max_in_features) plus a bias; need at least {need}")
+    if spec.macs_per_cycle > MAX_BLOCK_MACS:
+        raise SpecError(f"{src}: block: {spec.block.rows}x{spec.block.cols} = {spec.macs_per_cycle:,} MACs per "
+                        f"cycle, more than the {MAX_BLOCK_MACS:,} an engine is built with")
+    if spec.buffers.max_in_features // spec.block.cols > MAX_BLOCK_COLUMNS:
+        raise SpecError(f"{src}: buffers.max_in_features: {spec.buffers.max_in_features:,} features are more than "
+                        f"{MAX_BLOCK_COLUMNS:,} block columns of {spec.block.cols} (the image's 16-bit column index)")
     product_bits = spec.numerics.acc_bits + spec.numerics.multiplier_bits + 1
     if product_bits > 64:
         raise SpecError(
@@ -452,13 +455,13 @@ def _check_target(target: Target, src: str) -> None:
     device = find_device(target.family, target.device)
     if device is None:
         known = ", ".join(f"{d.name} ({d.short})" for d in DEVICES if d.family == target.family)
-        raise SpecError(f"{src}: target.device: unknown {target.family} device {_short(target.device)} "
+        raise SpecError(f"{src}: target.device: unknown {target.family} device {shown(target.device)} "
                         f"(known: {known})")
     if target.speed not in device.speeds:
         raise SpecError(f"{src}: target.speed: {device.name} has no speed grade {target.speed} "
                         f"(sold as {', '.join(map(str, device.speeds))})")
     if target.package is not None and target.package not in device.packages:
-        raise SpecError(f"{src}: target.package: {device.name} does not come in {_short(target.package)} "
+        raise SpecError(f"{src}: target.package: {device.name} does not come in {shown(target.package)} "
                         f"(packages: {', '.join(device.packages)})")
 
 
@@ -499,22 +502,7 @@ def load_spec(name_or_path: str | Path | Spec) -> Spec:
         return name_or_path
     path = resolve_spec_path(name_or_path)
     source = str(name_or_path) if not Path(name_or_path).is_file() else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{source}: cannot read: {exc}") from None
-    try:
-        loader = _StrictLoader(text)
-        loader.name = source
-        try:
-            data = loader.get_single_data()
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{source}: {where}invalid YAML: {problem}") from None
+    data = load_yaml(path, error=SpecError, source=source, what="spec file")
     if data is None:
         raise SpecError(f"{source}: empty spec")
     return spec_from_dict(data, source)

@@ -55,6 +55,7 @@ def _positive(value: int, flag: str) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from blockforge.errors import UsageError
+    from blockforge.fsutil import check_output
     from blockforge.image import read_image, write_manifest
     from blockforge.quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE, parse_calibrator
     from blockforge.spec import load_spec
@@ -73,6 +74,10 @@ def _export(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.output}: is a directory; give the .bfim file to write")
     if not args.output.parent.exists():
         raise UsageError(f"{args.output.parent}: no such directory")
+    if args.manifest is not None:
+        check_output(args.manifest, flag="--manifest")
+    if args.hex is not None:
+        check_output(args.hex, folder=True, flag="--hex")
 
     started = time.perf_counter()
     from blockforge.data import load_task

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune dense (unless the model is already fine-tuned), run reweighted group Lasso "
                     "over the spec's blocks, hard-prune to the target block sparsity, retrain with masks, "
                     "and save a normal Hugging Face model with pruning.json.")
-    parser.add_argument("--model", default="default", help="'default' (all-MiniLM-L6-v2), a local HF folder or a hub name")
+    parser.add_argument("--model", default="default", help="'default' (all-MiniLM-L6-v2), a local HF folder or hub:NAME (Hugging Face Hub)")
     parser.add_argument("--task", default="default", help=TASK_HELP)
     parser.add_argument("--spec", default=DEFAULT_SPEC, help=f"spec name or YAML path (default {DEFAULT_SPEC})")
     parser.add_argument("--sparsity", type=float, default=0.5, help="target block sparsity in [0, 1) (default 0.5)")
@@ -76,6 +76,7 @@ def _prune(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from blockforge.errors import UsageError
+    from blockforge.fsutil import check_output
     from blockforge.prune.pipeline import PruneConfig, run_pruning
     from blockforge.prune.schedule import Schedule, check_sparsity
 
@@ -83,6 +84,9 @@ def _prune(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out}: output folder exists and is not empty")
+    check_output(out, folder=True)                 # before hours of training, not after
+    if args.checkpoint_dir:
+        check_output(args.checkpoint_dir, folder=True, flag="--checkpoint-dir")
     overrides = {}
     if args.epochs:
         overrides.update(dense_epochs=args.epochs[0], bsp_epochs=args.epochs[1], retrain_epochs=args.epochs[2])

@@ -21,7 +21,7 @@ DEMO_DIR = Path("out/demo")
 
 def _add_settings(parser: argparse.ArgumentParser, *, demo: bool) -> None:
     parser.add_argument("--spec", default=None, help=f"spec name or path (default {DEFAULT_SPEC})")
-    parser.add_argument("--model", default=None, help="'default', a HF model folder, or a hub name (default: default)")
+    parser.add_argument("--model", default=None, help="'default', a HF model folder, or hub:NAME (Hugging Face Hub) (default: default)")
     parser.add_argument("--task", default=None, help=TASK_HELP)
     parser.add_argument("--sparsity", type=float, default=None, help="target block sparsity (default 0.5)")
     parser.add_argument("--method", default=None, choices=("bsp", "magnitude", "magnitude-retrain"))

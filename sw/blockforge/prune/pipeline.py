@@ -66,7 +66,7 @@ DEMO_SCHEDULE = Schedule(dense_epochs=1.0, bsp_epochs=1.0, retrain_epochs=1.0, l
 class PruneConfig:
     """Everything one pruning run depends on.
 
-    model: ``default``, a local HF folder or a hub name. task: see :func:`blockforge.data.load_task`.
+    model: ``default``, a local HF folder or hub:NAME (Hugging Face Hub). task: see :func:`blockforge.data.load_task`.
     spec: shipped spec name or YAML path. sparsity: target block sparsity in [0, 1) of every prunable
     layer (``allocation="uniform"``) or of all prunable weights together, spread over the layers by a
     global ranking of normalized block norms (``"global"``), unless ``ratios`` names a YAML ratios file

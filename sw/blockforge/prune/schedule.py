@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-import yaml
 
 from ..errors import UsageError
+from ..yamlsafe import load_yaml, shown
 from .criterion import block_norms
 from .pattern import PrunableLayer
 
@@ -31,6 +31,7 @@ __all__ = ["PAPER_LAMBDA", "Phase", "Schedule", "auto_lambda", "check_sparsity",
            "load_lambdas", "load_ratios", "phase_steps", "resolve_ratios"]
 
 #: λ of the authors' code (ZLKong/BERT_demo, the per-layer YAML): the default of ``--regularizer paper``.
+MAX_LAMBDA = 1e3         # a λ file's values: far above any useful penalty, below float overflow
 PAPER_LAMBDA = 1e-4
 
 
@@ -88,17 +89,17 @@ class Schedule:
         for name in ("dense_epochs", "bsp_epochs", "retrain_epochs"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise UsageError(f"{name.replace('_', '-')}: must be a non-negative number, not {value!r}")
+                raise UsageError(f"{name.replace('_', '-')}: must be a non-negative number, not {shown(value)}")
         for name in ("learning_rate", "bsp_learning_rate", "retrain_learning_rate", "lambda_scale", "epsilon"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise UsageError(f"{name.replace('_', '-')}: must be a positive number, not {value!r}")
+                raise UsageError(f"{name.replace('_', '-')}: must be a positive number, not {shown(value)}")
         if self.lam is not None and not (math.isfinite(self.lam) and self.lam >= 0):
-            raise UsageError(f"lambda: must be a non-negative number, not {self.lam!r}")
+            raise UsageError(f"lambda: must be a non-negative number, not {shown(self.lam)}")
         if self.cap_margin is not None and not 0 <= self.cap_margin <= 1:
-            raise UsageError(f"cap-margin: must be in [0, 1], not {self.cap_margin!r}")
+            raise UsageError(f"cap-margin: must be in [0, 1], not {shown(self.cap_margin)}")
         if self.reweight_period < 1:
-            raise UsageError(f"reweight-period: must be a positive number of steps, not {self.reweight_period!r}")
+            raise UsageError(f"reweight-period: must be a positive number of steps, not {shown(self.reweight_period)}")
 
 
 def phase_steps(epochs: float, steps_per_epoch: int) -> int:
@@ -108,9 +109,8 @@ def phase_steps(epochs: float, steps_per_epoch: int) -> int:
 
 def check_sparsity(value: Any, where: str = "sparsity") -> float:
     """``value`` as a block sparsity in [0, 1), or UsageError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 <= value < 1:
-        raise UsageError(f"{where}: block sparsity must be a number in [0, 1), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:   # NaN fails too
+        raise UsageError(f"{where}: block sparsity must be a number in [0, 1), got {shown(value)}")
     return float(value)
 
 
@@ -120,11 +120,11 @@ def resolve_ratios(layer_names: Sequence[str], default: float, entries: Mapping[
     ratios = {name: check_sparsity(default, f"{source}: default") for name in layer_names}
     for key, value in (entries or {}).items():
         if not isinstance(key, str):
-            raise UsageError(f"{source}: ratios: layer name must be a string, got {key!r}")
-        ratio = check_sparsity(value, f"{source}: ratios.{key}")
+            raise UsageError(f"{source}: ratios: layer name must be a string, got {shown(key)}")
+        ratio = check_sparsity(value, f"{source}: ratios.{key[:80]}")
         matched = [name for name in layer_names if name == key or fnmatch.fnmatchcase(name, key)]
         if not matched:
-            raise UsageError(f"{source}: ratios.{key}: matches no prunable layer "
+            raise UsageError(f"{source}: ratios.{key[:80]}: matches no prunable layer "
                              f"(e.g. {layer_names[0]})")
         for name in matched:
             ratios[name] = ratio
@@ -134,12 +134,7 @@ def resolve_ratios(layer_names: Sequence[str], default: float, entries: Mapping[
 def load_ratios(path: str | Path, layer_names: Sequence[str], default: float) -> dict[str, float]:
     """Per-layer ratios from a YAML ratios file (see the module doc); UsageError on any problem."""
     source = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{source}: cannot read ratios file: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    data = load_yaml(path, error=UsageError, what="ratios file")
     if not isinstance(data, dict) or not data:
         raise UsageError(f"{source}: expected a mapping of layer names to block sparsities")
     if "ratios" in data:
@@ -217,12 +212,7 @@ def load_lambdas(path: str | Path, layer_names: Sequence[str]) -> dict[str, floa
     file and the key.
     """
     source = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{source}: cannot read lambda file: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    data = load_yaml(path, error=UsageError, what="lambda file")
     if not isinstance(data, dict) or not data:
         raise UsageError(f"{source}: expected a mapping of layer names to lambda values")
 
@@ -232,8 +222,8 @@ def load_lambdas(path: str | Path, layer_names: Sequence[str]) -> dict[str, floa
                 raw = float(raw)
             except ValueError:
                 pass
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
-            raise UsageError(f"{source}: {key[:80]}: lambda must be a non-negative number, got {str(raw)[:40]!r}")
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= MAX_LAMBDA:
+            raise UsageError(f"{source}: {key[:80]}: lambda must be a number in [0, {MAX_LAMBDA:g}], got {shown(raw, 40)}")
         return float(raw)
 
     entries = dict(data)
