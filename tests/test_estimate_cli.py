@@ -154,3 +154,26 @@ def test_sweep_on_the_default_model_at_equal_sparsity(capsys, monkeypatch):
     assert main(["estimate", "default", "--spec", "tile8", "--tokens", "8", "--json"]) == 0
     dense = json.loads(capsys.readouterr().out)["totals"]
     assert dense["block_sparsity"] == 0.0 and dense["cycles"] == dense["dense_cycles"]
+
+
+def test_report_names_its_figures_and_shows_the_fpga_build(image, tmp_path, capsys):
+    import re
+
+    path, layers = image
+    spec = load_spec("tile8")
+    fpga = tmp_path / "fpga.json"
+    fpga.write_text(json.dumps({
+        "kind": "blockforge-fpga-build", "spec": {"name": "tile8", "digest": spec.digest, "clock_mhz": 150},
+        "part": {"name": "LFE5U-85F-6CABGA381"}, "fmax_mhz": 120.5, "meets_clock": False,
+        "utilization": {"lut4": {"used": 6995, "available": 83640, "bel": "TRELLIS_COMB"}}}))
+    out = tmp_path / "r.html"
+    assert main(["report", str(path), "--spec", "tile8", "-o", str(out), "--tokens", "8",
+                 "--fpga-report", str(fpga)]) == 0
+    capsys.readouterr()
+    html = out.read_text()
+    for label in ("speedup vs dense", "cycles, the same engine dense", "MAC utilization without block skipping",
+                  "Fmax after place and route", "120.5 MHz", "150 MHz, not met", "6,995 of 83,640 (8.4%)",
+                  "LFE5U-85F-6CABGA381", "120.5 MHz, the Fmax achieved"):
+        assert label in html, label
+    assert "no_skip_utilization" not in html and "dense_time_us" not in html   # human names only
+    assert re.search(r"time, block-sparse</th><td>[\d,.]+ ms", html)

@@ -13,7 +13,7 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -92,12 +92,16 @@ def _png(fig) -> bytes:
 
 def write_report(out_html: str | Path, spec: Spec, layers: Sequence[BlockSparseLayer],
                  rows: Sequence[Mapping], totals: Mapping, *, rtl_cycles: Mapping[str, int] | None = None,
-                 title: str = "blockforge report") -> list[Path]:
+                 title: str = "blockforge report", run: Mapping | None = None,
+                 fpga: Mapping | None = None) -> list[Path]:
     """Write the HTML report and its PNGs; return the paths written.
 
     ``rows`` are the per-layer dicts of :func:`blockforge.perf.estimate_layers` (keys ``name``,
     ``cycles``, ``dense_cycles``, ``utilization``, ``block_sparsity``, ``speedup``), ``totals`` its
-    whole-model dict; ``rtl_cycles`` maps layer names to simulated cycles where they exist.
+    whole-model dict; ``rtl_cycles`` maps layer names to simulated cycles where they exist. ``run`` is the
+    end-to-end run's summary (settings, accuracies, compression: the keys of ``blockforge run``'s
+    summary.json) and ``fpga`` an FPGA build report (``blockforge hw build``); each adds its section
+    at the top when given.
 
     Files appear atomically: a failure leaves no partial HTML behind.
     """
@@ -129,11 +133,12 @@ def write_report(out_html: str | Path, spec: Spec, layers: Sequence[BlockSparseL
     written = []
     for key, data in images.items():
         written.append(atomic_write(Path(f"{stem}_{key}.png"), data))
-    written.append(atomic_write(out_html, _html(title, spec, rows, totals, images, rtl_rows).encode()))
+    page = _html(title, spec, rows, totals, images, rtl_rows, run or {}, fpga or {})
+    written.append(atomic_write(out_html, page.encode()))
     return written
 
 
-def _html(title, spec, rows, totals, images, rtl_rows) -> str:
+def _html(title, spec, rows, totals, images, rtl_rows, run, fpga) -> str:
     esc = html.escape
 
     def img(key: str) -> str:
@@ -154,7 +159,12 @@ def _html(title, spec, rows, totals, images, rtl_rows) -> str:
         rtl = (f"<h2>Estimator vs RTL</h2><p>{equal} of {len(rtl_rows)} simulated layers: estimate equals the "
                f"RTL cycle counter.</p>{img('estimate_vs_rtl')}<table><tr><th>layer</th><th>estimated</th>"
                f"<th>RTL</th><th>difference</th></tr>{rtl_table}</table>")
-    summary = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(v))}</td></tr>" for k, v in totals.items())
+    summary = _table(_named_rows(TOTAL_NAMES, totals))
+    headline = ""
+    if run:
+        headline += f"<h2>The run</h2>{_table(_named_rows(RUN_NAMES, run))}"
+    if fpga:
+        headline += f"<h2>FPGA build</h2>{_table(_fpga_rows(fpga))}"
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}}
@@ -164,7 +174,8 @@ img{{max-width:100%;display:block;margin:1em 0}}</style></head><body>
 <p>Spec <b>{esc(spec.name)}</b>: {spec.block.rows}×{spec.block.cols} blocks, {spec.macs_per_cycle} MACs/cycle,
 {spec.memory.weight_bus_bits}-bit weight bus, {spec.clock_mhz:g} MHz spec clock (digest {spec.digest[:12]}).
 {esc("Times at " + totals["clock"] + ".") if "clock" in totals else ""}</p>
-<h2>Totals</h2><table>{summary}</table>
+{headline}
+<h2>Totals</h2>{summary}
 <h2>Surviving blocks</h2>{img('blocks')}
 <h2>Block sparsity</h2>{img('sparsity')}
 <h2>Cycles</h2>{img('cycles')}
@@ -174,6 +185,106 @@ img{{max-width:100%;display:block;margin:1em 0}}</style></head><body>
 <th>speedup</th><th>utilization</th></tr>{table}</table>
 </body></html>
 """
+
+
+# --------------------------------------------------------------------------------------------------
+# Human names and units for the figures the report shows (key -> label, formatter). Keys not listed
+# are not shown; a missing or None value is skipped.
+
+def _pct(v) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _times(v) -> str:
+    return f"{v:.2f}×"
+
+
+def _count(v) -> str:
+    return f"{v:,}"
+
+
+def _ms(v) -> str:
+    return f"{v / 1e3:,.3f} ms"
+
+
+def _text(v) -> str:
+    return str(v)
+
+
+TOTAL_NAMES: tuple[tuple[str, str, Callable], ...] = (
+    ("layers", "layers", _count),
+    ("n_tokens", "tokens per pass (N)", _count),
+    ("cycles", "cycles, block-sparse", _count),
+    ("dense_cycles", "cycles, the same engine dense", _count),
+    ("speedup", "speedup vs dense", _times),
+    ("time_us", "time, block-sparse", _ms),
+    ("dense_time_us", "time, dense", _ms),
+    ("clock", "clock used for times", _text),
+    ("block_sparsity", "block sparsity", _pct),
+    ("nnz_blocks", "blocks kept", _count),
+    ("total_blocks", "blocks in all", _count),
+    ("utilization", "MAC utilization (useful MACs / cycles × BR·BC)", _pct),
+    ("no_skip_utilization", "MAC utilization without block skipping", _pct),
+    ("roofline_efficiency", "fraction of the tile-streaming bound", _pct),
+    ("weight_bytes", "weight bytes streamed", _count),
+)
+
+RUN_NAMES: tuple[tuple[str, str, Callable], ...] = (
+    ("model", "model", _text),
+    ("task", "task", _text),
+    ("spec", "spec", _text),
+    ("method", "pruning method", _text),
+    ("target_sparsity", "target block sparsity", _pct),
+    ("preset", "schedule", _text),
+    ("seed", "seed", _text),
+    ("dev_examples", "dev examples scored", _count),
+    ("dense_accuracy", "accuracy, dense", _pct),
+    ("pruned_float_accuracy", "accuracy, pruned (float)", _pct),
+    ("int8_accuracy", "accuracy, int8 path", _pct),
+    ("rtl_eval_examples", "examples scored through the RTL", _count),
+    ("rtl_accuracy", "accuracy through the RTL", _pct),
+    ("int8_accuracy_same_examples", "accuracy, int8 path on the same examples", _pct),
+    ("rtl_logits_identical", "RTL logits identical to the int8 path", _text),
+    ("block_sparsity", "block sparsity achieved", _pct),
+    ("param_compression", "compression, prunable weights", _times),
+    ("byte_compression_vs_fp32", "compression, image bytes vs fp32", _times),
+    ("image_bytes", "image size (bytes)", _count),
+    ("estimated_cycles", "cycles, estimated", _count),
+    ("rtl_cycles", "cycles, simulated", _count),
+    ("estimate_equals_rtl", "estimate equals RTL", _text),
+    ("speedup_vs_dense", "speedup vs dense", _times),
+    ("time_ms_at_clock", "time per pass (ms)", lambda v: f"{v:,.3f}"),
+    ("clock", "clock used", _text),
+    ("mismatches", "RTL output mismatches", _count),
+    ("rtl_elements_checked", "RTL outputs checked", _count),
+)
+
+
+def _named_rows(names, values: Mapping) -> list[tuple[str, str]]:
+    return [(label, fmt(values[key])) for key, label, fmt in names if values.get(key) is not None]
+
+
+def _fpga_rows(report: Mapping) -> list[tuple[str, str]]:
+    """The figures of a ``blockforge hw build`` report (docs/fpga.md) a reader needs: part, resources,
+    Fmax and whether the spec clock is met."""
+    part = report.get("part") or {}
+    rows = [("part", str(part.get("name", "")) if isinstance(part, Mapping) else str(part))]
+    for key, res in (report.get("utilization") or {}).items():
+        if isinstance(res, Mapping) and "used" in res:
+            share = f" of {res['available']:,} ({res['used'] / res['available']:.1%})" if res.get("available") else ""
+            rows.append((f"{key} ({res.get('bel', '')})" if res.get("bel") else key, f"{res['used']:,}{share}"))
+    if report.get("fmax_mhz") is not None:
+        rows.append(("Fmax after place and route", f"{report['fmax_mhz']:.1f} MHz"))
+    spec_clock = (report.get("spec") or {}).get("clock_mhz")
+    if spec_clock is not None:
+        verdict = "met" if report.get("meets_clock") else "not met"
+        rows.append(("spec clock", f"{spec_clock:g} MHz, {verdict}"))
+    return [r for r in rows if r[1]]
+
+
+def _table(rows: Sequence[tuple[str, str]]) -> str:
+    esc = html.escape
+    return "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows) + "</table>"
 
 
 def _fmt(value) -> str:

@@ -156,18 +156,21 @@ def read_rtl_cycles(path: Path) -> dict[str, int]:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from blockforge.clock import resolve_engine_clock
+    from blockforge.clock import read_fpga_report, resolve_engine_clock
+    from blockforge.fsutil import check_output
     from blockforge.image import read_image
     from blockforge.perf import estimate_layers
     from blockforge.report import write_report
     from blockforge.spec import load_spec
 
+    check_output(args.output)
     spec = load_spec(args.spec)
     image = read_image(args.image, spec)
-    result = estimate_layers(spec, image.layers, _tokens(spec, args.tokens),
-                             clock=resolve_engine_clock(spec, args.fpga_report))
+    clock = resolve_engine_clock(spec, args.fpga_report)
+    result = estimate_layers(spec, image.layers, _tokens(spec, args.tokens), clock=clock)
     rtl = read_rtl_cycles(args.rtl) if args.rtl else None
     paths = write_report(args.output, spec, image.layers, result["layers"], result["totals"], rtl_cycles=rtl,
-                         title=f"blockforge report: {args.image.name} on {spec.name}")
+                         title=f"blockforge report: {args.image.name} on {spec.name}",
+                         fpga=read_fpga_report(clock.report) if clock.report else None)
     for path in paths:
         print(path)
