@@ -30,6 +30,7 @@ from blockforge.errors import SpecError
 from blockforge.hexfiles import read_outputs
 from blockforge.image import read_image, write_image
 from blockforge.layer import BlockSparseLayer
+from blockforge.progress import elapsed
 from blockforge.spec import Spec, load_spec
 from blockforge_hw.verilog import SIM_TOP_MODULE, write_verilog
 
@@ -67,10 +68,11 @@ class RtlSimulator:
     """One compiled simulation of ``bf_sim_top`` for ``spec`` on ``simulator``."""
 
     def __init__(self, spec: Spec | str, *, simulator: str = "icarus", work_dir: str | Path = "build/rtl",
-                 waves: bool = False):
+                 waves: bool = False, progress: bool = True):
         self.spec = load_spec(spec)
         self.simulator = simulator
         self.waves = waves
+        self.progress = progress        # the compile (tens of seconds on Verilator) shows its elapsed time
         # Absolute: the simulator runs in the run folder, so relative paths would point elsewhere.
         self.work_dir = Path(work_dir).resolve() / f"{self.spec.name}-{self.spec.digest[:10]}-{simulator}"
         self._runner = None
@@ -91,8 +93,9 @@ class RtlSimulator:
         digest += f"-waves={self.waves}"
         build_dir = self.work_dir / "build"
         stamp = build_dir / "blockforge.stamp"
-        built = runner.build(sources, SIM_TOP_MODULE, build_dir, self.simulator, waves=self.waves,
-                             reuse=stamp.exists() and stamp.read_text() == digest)
+        reuse = stamp.exists() and stamp.read_text() == digest
+        with elapsed(f"{self.simulator} build of the {self.spec.name} engine", enabled=self.progress and not reuse):
+            built = runner.build(sources, SIM_TOP_MODULE, build_dir, self.simulator, waves=self.waves, reuse=reuse)
         stamp.write_text(digest)
         self._runner = built
         self.build_seconds = time.perf_counter() - t0

@@ -90,7 +90,8 @@ def _sim(args: argparse.Namespace) -> int:
         if not 0 <= value <= 255:
             raise UsageError(f"{flag} must be in [0, 255], got {value}")
     names = _select_layers(image.layer_names(), args.layer, args.image)
-    rtl = RtlSimulator(spec, simulator=args.simulator, work_dir=args.work_dir, waves=args.waves)
+    rtl = RtlSimulator(spec, simulator=args.simulator, work_dir=args.work_dir, waves=args.waves,
+                       progress=not args.json)
     rtl.build()
     rng = np.random.default_rng(args.seed)
     stalls = bool(args.stall_weights or args.stall_out)
