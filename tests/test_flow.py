@@ -26,6 +26,13 @@ def test_run_config_from_yaml_and_overrides(tmp_path):
     ("spec: [tile8\n", "invalid YAML"),
     ("preset: huge\n", "preset: unknown preset 'huge'"),
     ("simulator: questa\n", "simulator: expected auto, icarus or verilator"),
+    ("tokens: 0\n", r"run\.yaml: tokens: expected int >= 1, got 0"),
+    ("train_size: -3\n", r"train_size: expected int >= 1, got -3"),
+    ("seed: 1.5\n", r"seed: expected int >= 0, got 1\.5"),
+    ("distill: 'yes'\n", r"distill: expected bool, got 'yes'"),
+    ("max_length: true\n", r"max_length: expected int >= 8, got True"),
+    ("a: &a [1, 2]\nb: *a\n", r"line 2: YAML aliases \(\*a\) are not allowed"),
+    ("spec: tile8\nspec: tile16\n", r"line 2: duplicate key 'spec'"),
 ])
 def test_run_config_errors_are_one_line(tmp_path, text, message):
     path = tmp_path / "run.yaml"
@@ -33,6 +40,12 @@ def test_run_config_errors_are_one_line(tmp_path, text, message):
     with pytest.raises(UsageError, match=message) as info:
         RunConfig.from_yaml(path)
     assert "\n" not in str(info.value)
+
+
+def test_distillation_follows_the_preset_unless_given():
+    assert RunConfig(preset="full").resolved_distill is True        # the measured recipe
+    assert RunConfig(preset="demo").resolved_distill is False       # the demo keeps its time budget
+    assert RunConfig(preset="full", distill=False).resolved_distill is False
 
 
 def test_run_cli_reports_config_errors_with_exit_2(tmp_path, capsys):
@@ -102,7 +115,11 @@ def test_tiny_run_end_to_end(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mismatches"] == 0 and summary["estimate_equals_rtl"] and summary["rtl_logits_identical"]
     assert summary["block_sparsity"] == pytest.approx(0.875, abs=0.01)
-    assert (out / "report.html").stat().st_size > 10_000
+    html = (out / "report.html").read_text()
+    assert len(html) > 10_000
+    for label in ("The run", "accuracy, dense", "accuracy through the RTL", "compression, image bytes vs fp32",
+                  "pruning method", "time per pass (ms)", "clock used"):
+        assert label in html, label
     assert main(["run", "--config", str(config), "-o", str(out)]) == 0      # resumed: every stage skipped
     stamps = {p.stem for p in (out / ".stages").glob("*.json")}
     assert stamps == {"prune", "export", "int8_eval", "rtl_layers", "rtl_eval", "estimate", "report"}

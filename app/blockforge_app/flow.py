@@ -28,6 +28,7 @@ from blockforge.clock import resolve_engine_clock
 from blockforge.errors import UsageError
 from blockforge.fsutil import atomic_write
 from blockforge.spec import DEFAULT_SPEC, load_spec
+from blockforge.yamlsafe import load_yaml, shown
 
 # Data sizes per preset; the training schedule comes from blockforge.prune (its one owner).
 PRESETS = {
@@ -38,6 +39,17 @@ PRESETS = {
     "full": {"train_size": None, "dev_size": None},
 }
 STAGES = ("prune", "export", "int8_eval", "rtl_layers", "rtl_eval", "estimate", "report")
+
+
+_CHECKED_FIELDS = (   # (field, accepted types, lower bound): the YAML and the flags are checked alike
+    ("model", (str,), None), ("task", (str,), None), ("spec", (str,), None), ("method", (str,), None),
+    ("preset", (str,), None), ("simulator", (str,), None), ("sparsity", (int, float), 0),
+    ("seed", (int,), 0), ("train_size", (int,), 1), ("dev_size", (int,), 1), ("dense_epochs", (int, float), 0),
+    ("bsp_epochs", (int, float), 0), ("retrain_epochs", (int, float), 0), ("distill", (bool,), None),
+    ("max_length", (int,), 8), ("calib", (int,), 1), ("tokens", (int,), 1), ("rtl_eval_examples", (int,), 0),
+    ("threads", (int,), 1), ("progress", (bool,), None))
+_OPTIONAL_FIELDS = {"train_size", "dev_size", "dense_epochs", "bsp_epochs", "retrain_epochs", "distill", "tokens",
+                    "threads"}
 
 
 @dataclass(frozen=True)
@@ -56,15 +68,24 @@ class RunConfig:
     dense_epochs: float | None = None
     bsp_epochs: float | None = None
     retrain_epochs: float | None = None
-    distill: bool = False
+    distill: bool | None = None        # None: on for the full preset (the measured recipe), off for demo
     max_length: int = 64
     calib: int = 256
     tokens: int | None = None          # N per RTL pass; None: max_tokens on Verilator, 16 on Icarus
     simulator: str = "auto"            # auto | icarus | verilator
     rtl_eval_examples: int = 8         # dev examples scored through the RTL, one at a time (0: skip)
     threads: int | None = None
+    progress: bool = True              # progress bars and build timers on stderr
 
     def __post_init__(self) -> None:
+        for key, kinds, lo in _CHECKED_FIELDS:
+            value = getattr(self, key)
+            if value is None and key in _OPTIONAL_FIELDS:
+                continue
+            if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds) \
+                    or (lo is not None and not value >= lo):
+                need = " or ".join(k.__name__ for k in kinds) + (f" >= {lo}" if lo is not None else "")
+                raise UsageError(f"{key}: expected {need}, got {shown(value)}")
         if self.preset not in PRESETS:
             raise UsageError(f"preset: unknown preset {self.preset!r} (known: {', '.join(PRESETS)})")
         if self.simulator not in ("auto", "icarus", "verilator"):
@@ -72,21 +93,24 @@ class RunConfig:
         if self.rtl_eval_examples < 0:
             raise UsageError(f"rtl_eval_examples: must be >= 0, got {self.rtl_eval_examples}")
 
+    @property
+    def resolved_distill(self) -> bool:
+        return self.distill if self.distill is not None else self.preset == "full"
+
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "RunConfig":
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        data = load_yaml(path, error=UsageError, what="run config")
+        data = {} if data is None else data
         if not isinstance(data, dict):
             raise UsageError(f"{path}: expected a mapping of run settings")
         known = {f.name for f in dataclasses.fields(cls)}
         for key in data:
             if key not in known:
-                raise UsageError(f"{path}: {key}: unknown key (known keys: {', '.join(sorted(known))})")
-        return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+                raise UsageError(f"{path}: {key if isinstance(key, str) and len(key) <= 40 else shown(key, 40)}: unknown key (known keys: {', '.join(sorted(known))})")
+        try:
+            return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        except UsageError as exc:
+            raise UsageError(f"{path}: {exc}") from None
 
     def schedule_values(self) -> dict:
         """Data sizes and the pruning schedule (as plain data) this run uses."""
@@ -183,7 +207,8 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
         torch.set_num_threads(config.threads)
     spec = load_spec(config.spec)
     simulator = _choose_simulator(config)
-    n_tokens = config.tokens or (spec.buffers.max_tokens if simulator == "verilator" else min(16, spec.buffers.max_tokens))
+    n_tokens = config.tokens if config.tokens is not None else (
+        spec.buffers.max_tokens if simulator == "verilator" else min(16, spec.buffers.max_tokens))
     if not 1 <= n_tokens <= spec.buffers.max_tokens:
         raise UsageError(f"tokens: must be in [1, {spec.buffers.max_tokens}] for spec {spec.name}, got {n_tokens}")
     sched = config.schedule_values()
@@ -207,7 +232,8 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
         result = run_pruning(PruneConfig(model=config.model, task=config.task, spec=spec.source, sparsity=config.sparsity,
                                          method=config.method, schedule=schedule, seed=config.seed,
                                          max_length=config.max_length, train_size=sched["train_size"],
-                                         dev_size=sched["dev_size"], distill=config.distill, threads=config.threads),
+                                         dev_size=sched["dev_size"], distill=config.resolved_distill,
+                                         threads=config.threads, progress=config.progress),
                              pruned_dir)
         metrics = result.report["metrics"]
         return {"dense": metrics.get("dense"), "pruned": metrics.get("final"),
@@ -215,7 +241,7 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
                 "overlap_with_magnitude": result.report.get("overlap_with_magnitude"),
                 "bsp": result.report.get("bsp")}
     pruned = stages.run("prune", {**common, "sparsity": config.sparsity, "method": config.method, "sched": sched,
-                                  "distill": config.distill}, [pruned_dir / "pruning.json"], prune)
+                                  "distill": config.resolved_distill}, [pruned_dir / "pruning.json"], prune)
 
     # 2. calibrate, quantize to int8 and write the image
     def export() -> dict:
@@ -241,7 +267,7 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
 
         qmodel = integer_model(model, layers, spec)
         metrics = evaluate_model(qmodel, tokenize(tokenizer, task.dev, config.max_length), task, batch_size=32,
-                                 progress=True, desc="int8 eval")
+                                 progress=config.progress, desc="int8 eval")
         return {"int8": metrics, "dev_examples": len(task.dev)}
     int8 = stages.run("int8_eval", {}, [], int8_eval, after=("export",))
 
@@ -271,20 +297,25 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
         return result["totals"]
     totals = stages.run("estimate", {"tokens": n_tokens}, [out / "estimate.json"], estimate, after=("export",))
 
-    # 7. the HTML report
+    # 7. the HTML report: the run's headline (settings, accuracies, compression, time at the clock used,
+    # the FPGA build when there is one), then cycles, utilization and estimate vs RTL
+    summary = _summary(config, spec, simulator, n_tokens, pruned, exported, int8, rtl, rtl_eval_result, totals, out)
+
     def report() -> dict:
+        from blockforge.clock import read_fpga_report
         from blockforge.image import read_image
         from blockforge.report import write_report
 
         image = read_image(image_path, spec)
         result = json.loads((out / "estimate.json").read_text())
         rtl_cycles = {row["layer"]: row["rtl_cycles"] for row in _read_jsonl(rtl_layers_path)}
+        clock = resolve_engine_clock(spec)
         paths = write_report(out / "report.html", spec, image.layers, result["layers"], result["totals"],
-                             rtl_cycles=rtl_cycles, title=f"blockforge run: {config.model} on {spec.name}")
+                             rtl_cycles=rtl_cycles, title=f"blockforge run: {config.model} on {spec.name}",
+                             run=summary, fpga=read_fpga_report(clock.report) if clock.report else None)
         return {"files": [str(p) for p in paths]}
-    stages.run("report", {}, [out / "report.html"], report, after=("estimate", "rtl_layers"))
-
-    summary = _summary(config, spec, simulator, n_tokens, pruned, exported, int8, rtl, rtl_eval_result, totals, out)
+    stages.run("report", {"summary": _digest(summary)}, [out / "report.html"], report,
+               after=("estimate", "rtl_layers"))
     _write_json(out / "summary.json", summary)
     return FlowResult(summary, out, stages.ran, stages.skipped)
 
@@ -339,11 +370,12 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
         jobs.append((layer.name, x))
     from tqdm.auto import tqdm
 
-    rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl")
+    rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl", progress=config.progress)
+    rtl.build()                       # before the bar: a Verilator compile shows its own elapsed time
     rows = []
     by_name = {layer.name: layer for layer in layers}
     with rtl.serve(seed=config.seed + 1) as server:
-        for job in tqdm(jobs, desc=f"RTL {simulator}", unit="layer", leave=False):
+        for job in tqdm(jobs, desc=f"RTL {simulator}", unit="layer", leave=False, disable=not config.progress):
             r = server.run_layers(image_path, [job], layers=by_name).results[0]
             rows.append({"layer": r.layer, "n_tokens": r.n_tokens, "elements": r.elements, "mismatches": r.mismatches,
                          "rtl_cycles": r.cycles, "estimated_cycles": r.estimated_cycles,
@@ -374,13 +406,15 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
     count = min(config.rtl_eval_examples, len(task.dev))
     split = tokenize(tokenizer, task.dev[:count], config.max_length)
-    rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl")
+    rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl", progress=config.progress)
+    rtl.build()
     reference_model = integer_model(model, layers, spec)
     identical, rtl_predictions, int8_predictions, tokens = True, [], [], 0
     started = time.perf_counter()
     with torch.no_grad(), RtlBackend(rtl, layers, seed=config.seed + 1) as backend:
         rtl_model = integer_model(model, layers, spec, backend=backend)
-        for i in tqdm(range(count), desc=f"RTL eval ({simulator})", unit="example", leave=False):
+        for i in tqdm(range(count), desc=f"RTL eval ({simulator})", unit="example", leave=False,
+                      disable=not config.progress):
             batch = split.collate([i], task.is_regression)
             batch.pop("labels")
             tokens += int(batch["input_ids"].numel())
@@ -412,6 +446,7 @@ def _summary(config, spec, simulator, n_tokens, pruned, exported, int8, rtl, rtl
     return {
         "model": config.model, "task": config.task, "spec": spec.name, "method": config.method,
         "target_sparsity": config.sparsity, "preset": config.preset, "seed": config.seed,
+        "distill": config.resolved_distill,
         "dense_accuracy": primary(pruned["dense"]), "pruned_float_accuracy": primary(pruned["pruned"]),
         "int8_accuracy": primary(int8["int8"]), "dev_examples": int8["dev_examples"],
         "rtl_accuracy": rtl_eval["accuracy"] if rtl_eval else None,

@@ -236,6 +236,7 @@ RUN_NAMES: tuple[tuple[str, str, Callable], ...] = (
     ("method", "pruning method", _text),
     ("target_sparsity", "target block sparsity", _pct),
     ("preset", "schedule", _text),
+    ("distill", "distillation from the dense model", _text),
     ("seed", "seed", _text),
     ("dev_examples", "dev examples scored", _count),
     ("dense_accuracy", "accuracy, dense", _pct),

@@ -35,6 +35,8 @@ def _add_settings(parser: argparse.ArgumentParser, *, demo: bool) -> None:
                         help="dev examples scored through the RTL (0 skips; default 8)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--config", type=Path, default=None, help="YAML file of run settings")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                        help="no progress bars or build timers on stderr")
     if demo:
         parser.add_argument("-o", "--output", type=Path, default=DEMO_DIR, help=f"output folder (default {DEMO_DIR})")
     else:
@@ -51,14 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from blockforge.fsutil import check_output
     from blockforge_app.flow import RunConfig, format_summary, run_flow
 
     overrides = {key: getattr(args, key) for key in ("spec", "model", "task", "sparsity", "method", "preset", "seed",
-                                                      "simulator", "tokens", "rtl_eval_examples", "threads")}
+                                                      "simulator", "tokens", "rtl_eval_examples", "threads",
+                                                      "progress")}
     if args.config is not None:
         config = RunConfig.from_yaml(args.config, **overrides)
     else:
         config = RunConfig(**{k: v for k, v in overrides.items() if v is not None})
+    check_output(args.output, folder=True)
     result = run_flow(config, args.output)
     print()
     print(format_summary(result.summary))
