@@ -83,6 +83,15 @@ def test_stages_skip_when_inputs_and_outputs_are_unchanged(tmp_path):
     stages, _, _ = run_all(2)                         # a changed input reruns it and what depends on it
     assert calls == ["a", "b", "b", "a", "b"] and stages.ran == ["a", "b"]
     assert any("up to date, skipped" in line for line in log)
+    (tmp_path / "a.txt").write_text("b")            # same size, other content: a reruns; it writes the same
+    stages, _, _ = run_all(2)                        # file again, so b (which depends on its content) is kept
+    assert calls[-1] == "a" and stages.ran == ["a"] and stages.skipped == ["b"]
+    (tmp_path / "b.txt").write_text("")             # truncated: b reruns
+    stages, _, _ = run_all(2)
+    assert stages.ran == ["b"]
+    (tmp_path / ".stages" / "a.json").write_text("{trunc")      # a damaged stamp: rerun, no traceback
+    stages, _, _ = run_all(2)
+    assert stages.ran == ["a"] and stages.skipped == ["b"]
 
 
 def test_format_summary_shows_every_figure():

@@ -147,6 +147,13 @@ def test_checkpoints_resume_after_the_last_finished_phase(tmp_path, tiny_bert, s
     for (k, v), (_, v2) in zip(first.model.state_dict().items(), again.model.state_dict().items()):
         assert torch.equal(v, v2), k
     assert again.report["metrics"] == first.report["metrics"]
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "retrain.pt").write_bytes((ckpt / "retrain.pt").read_bytes()[:4096])   # damaged: start over
+    fresh = prune_model(config)
+    assert "resumed_after" not in fresh.report
+    assert json.loads((ckpt / "progress.json").read_text())["phases_done"] == ["dense", "bsp", "prune", "retrain"]
+    (ckpt / "progress.json").write_text('{"fingerprint": "')                        # truncated: ignored
+    assert "resumed_after" not in prune_model(config).report
 
 
 def test_cli_prune_and_evaluate(tmp_path, tiny_bert, sst2_dir, capsys):

@@ -139,8 +139,47 @@ def _write_json(path: Path, data: Any) -> Path:
     return atomic_write(path, json.dumps(data, indent=1, sort_keys=True, default=float).encode())
 
 
+def _file_digest(path: Path) -> dict:
+    """Size and SHA-256 of a file (what a stage wrote, or a data file it read)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _contents(paths: list[Path]) -> dict[str, dict | None]:
+    """Content fingerprints of files, and of every file under folders (None: missing)."""
+    out: dict[str, dict | None] = {}
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file() and ".stages" not in p.parts):
+                out[str(child)] = _file_digest(child)
+        else:
+            out[str(path)] = _file_digest(path) if path.is_file() else None
+    return out
+
+
+def _input_files(config: "RunConfig", spec) -> list[Path]:
+    """The files a run reads, whose content (not only name) decides whether its stages are up to date:
+    the spec file, a local model folder, and the task's data files or folder."""
+    files = [Path(spec.source)] if Path(spec.source).is_file() else []
+    if config.model != "default" and Path(config.model).exists():
+        files.append(Path(config.model))
+    fmt, _, where = config.task.partition(":")
+    where = where.split("?", 1)[0]
+    if fmt.lower() in ("default", "tweets") and not where:
+        from blockforge.data import tweets_csv_path
+        where = str(tweets_csv_path())
+    if where and Path(where).exists():
+        files.append(Path(where))
+    return files
+
+
 class Stages:
-    """Runs stages in order; skips a stage whose input fingerprint and outputs are unchanged."""
+    """Runs stages in order; skips a stage whose input fingerprint is unchanged and whose outputs are the
+    very files it wrote (size and SHA-256 recorded in its stamp): a truncated, deleted or replaced output
+    reruns that stage and, through the fingerprints, everything after it."""
 
     def __init__(self, out_dir: Path, log: Callable[[str], None]):
         self.out = out_dir
@@ -157,8 +196,12 @@ class Stages:
         self.fingerprints[name] = fingerprint
         stamp = self.dir / f"{name}.json"
         if stamp.exists() and all(p.exists() for p in outputs):
-            recorded = json.loads(stamp.read_text())
-            if recorded.get("fingerprint") == fingerprint:
+            try:
+                recorded = json.loads(stamp.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                recorded = {}                              # a damaged stamp: run the stage again
+            if recorded.get("fingerprint") == fingerprint and recorded.get("contents") == _contents(outputs):
+                self.fingerprints[name] = _digest({"fingerprint": fingerprint, "contents": recorded["contents"]})
                 self.log(f"[{name}] up to date, skipped")
                 self.skipped.append(name)
                 return recorded.get("result")
@@ -167,8 +210,10 @@ class Stages:
         started = time.perf_counter()
         result = body()
         seconds = round(time.perf_counter() - started, 1)
+        contents = _contents(outputs)
+        self.fingerprints[name] = _digest({"fingerprint": fingerprint, "contents": contents})
         _write_json(stamp, {"fingerprint": fingerprint, "seconds": seconds, "result": result,
-                            "outputs": [str(p) for p in outputs]})
+                            "outputs": [str(p) for p in outputs], "contents": contents})
         self.log(f"[{name}] done in {seconds:.1f} s")
         self.ran.append(name)
         return result
@@ -216,6 +261,7 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
     (out / "run.yaml").write_text(yaml.safe_dump({**dataclasses.asdict(config), "resolved": {
         "simulator": simulator, "tokens": n_tokens, **sched}}, sort_keys=False))
     common = {"spec": spec.digest, "model": config.model, "task": config.task, "seed": config.seed,
+              "input_files": _digest(_contents(_input_files(config, spec))),
               "max_length": config.max_length, "train_size": sched["train_size"], "dev_size": sched["dev_size"]}
     pruned_dir, image_path = out / "pruned", out / "model.bfim"
 
@@ -241,7 +287,7 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
                 "overlap_with_magnitude": result.report.get("overlap_with_magnitude"),
                 "bsp": result.report.get("bsp")}
     pruned = stages.run("prune", {**common, "sparsity": config.sparsity, "method": config.method, "sched": sched,
-                                  "distill": config.resolved_distill}, [pruned_dir / "pruning.json"], prune)
+                                  "distill": config.resolved_distill}, [pruned_dir], prune)
 
     # 2. calibrate, quantize to int8 and write the image
     def export() -> dict:

@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -39,7 +40,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
-from ..fsutil import new_dir_mode
+from ..fsutil import atomic_write, new_dir_mode
 from ..spec import DEFAULT_SPEC, load_spec
 from .criterion import block_norms
 from .masking import lowest_blocks_mask, pruned_block_counts, zero_block_counts
@@ -521,8 +522,11 @@ class _Checkpoints:
         path = self.dir / "progress.json"
         if not path.is_file():
             return None
-        data = json.loads(path.read_text())
-        return data if data.get("fingerprint") == self.fingerprint else None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None                   # damaged: the phases rerun rather than trust it
+        return data if isinstance(data, dict) and data.get("fingerprint") == self.fingerprint else None
 
     def state(self, phase: str) -> dict:
         return torch.load(self.dir / f"{phase}.pt", weights_only=True)["model"]
@@ -532,8 +536,13 @@ class _Checkpoints:
         if not progress or not progress["phases_done"]:
             return None
         last = progress["phases_done"][-1]
-        blob = torch.load(self.dir / f"{last}.pt", weights_only=True)
-        model.load_state_dict(blob["model"])
+        try:
+            blob = torch.load(self.dir / f"{last}.pt", weights_only=True)
+            model.load_state_dict(blob["model"])
+        except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError):
+            # a damaged checkpoint: start over instead of failing or trusting it (and forget the claims)
+            (self.dir / "progress.json").unlink(missing_ok=True)
+            return None
         return {"phases_done": progress["phases_done"], "report": json.loads(blob["report"]),
                 "block_masks": blob["block_masks"], "magnitude_masks": blob["magnitude_masks"]}
 
@@ -548,5 +557,5 @@ class _Checkpoints:
             progress = self._progress() or {"fingerprint": self.fingerprint, "phases_done": []}
             done = [p for p in self.ORDER if p in progress["phases_done"] or p == phase]
             progress["phases_done"] = done
-            (self.dir / "progress.json").write_text(json.dumps(progress))
+            atomic_write(self.dir / "progress.json", json.dumps(progress).encode())
         self.accelerator.wait_for_everyone()
