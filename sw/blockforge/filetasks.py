@@ -45,6 +45,7 @@ from typing import Any, Iterator, Sequence
 from urllib.parse import parse_qsl
 
 from .data import DataError, Example, Task
+from .yamlsafe import shown as _shown_any
 
 __all__ = ["FILE_FORMATS", "FileTaskOptions", "load_file_task", "parse_file_task"]
 
@@ -54,6 +55,11 @@ _DEV_SPLITS = ("validation", "dev", "test")
 _TYPES = ("classification", "regression")
 _INT = re.compile(r"[+-]?\d+")
 _MAX_SHOWN = 40                           # characters of a user value echoed in an error
+
+
+def shown(value: Any, limit: int = _MAX_SHOWN) -> str:
+    """A user value in an error, bounded (yamlsafe.shown with this module's limit)."""
+    return _shown_any(value, limit)
 
 
 @dataclass(frozen=True)
@@ -83,21 +89,21 @@ def parse_file_task(name: str) -> FileTaskOptions:
     fmt, _, rest = name.partition(":")
     fmt = fmt.lower()
     if fmt not in FILE_FORMATS:
-        raise DataError(f"task {_shown(name)}: unknown file format {_shown(fmt)} (known: {', '.join(FILE_FORMATS)})")
+        raise DataError(f"task {shown(name)}: unknown file format {shown(fmt)} (known: {', '.join(FILE_FORMATS)})")
     path, _, query = rest.partition("?")
     if not path:
-        raise DataError(f"task {_shown(name)}: give the data as {fmt}:PATH")
+        raise DataError(f"task {shown(name)}: give the data as {fmt}:PATH")
     keys: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False) if query else ():
         if key not in ("text", "text_pair", "label", "type"):
-            raise DataError(f"task {_shown(name)}: unknown option {_shown(key)} (known: text, text_pair, label, type)")
+            raise DataError(f"task {shown(name)}: unknown option {shown(key)} (known: text, text_pair, label, type)")
         if key in keys:
-            raise DataError(f"task {_shown(name)}: option {key!r} given twice")
+            raise DataError(f"task {shown(name)}: option {key!r} given twice")
         if not value:
-            raise DataError(f"task {_shown(name)}: option {key!r} is empty")
+            raise DataError(f"task {shown(name)}: option {key!r} is empty")
         keys[key] = value
     if keys.get("type", "classification") not in _TYPES:
-        raise DataError(f"task {_shown(name)}: type must be classification or regression, got {_shown(keys['type'])}")
+        raise DataError(f"task {shown(name)}: type must be classification or regression, got {shown(keys['type'])}")
     return FileTaskOptions(fmt, Path(path), **keys)
 
 
@@ -201,7 +207,7 @@ def _csv_records(path: Path, text: str, delimiter: str) -> Iterator[tuple[str, d
         header = next(reader)
         if len(set(header)) != len(header):
             dup = next(c for c in header if header.count(c) > 1)
-            raise DataError(f"{path}: line 1: column {_shown(dup)} appears twice in the header")
+            raise DataError(f"{path}: line 1: column {shown(dup)} appears twice in the header")
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
@@ -249,12 +255,12 @@ def _row(opts: FileTaskOptions, where: str, record: dict) -> _Row:
             values.append(None)
             continue
         if column not in record:
-            known = ", ".join(_shown(str(k)) for k in list(record)[:12])
-            raise DataError(f"{where}: no column {_shown(column)} (columns: {known})")
+            known = ", ".join(shown(str(k), _MAX_SHOWN) for k in list(record)[:12])
+            raise DataError(f"{where}: no column {shown(column)} (columns: {known})")
         values.append(record[column])
     for column, value in ((opts.text, values[0]), (pair, values[1])):
         if column is not None and not isinstance(value, str):
-            raise DataError(f"{where}: column {_shown(column)}: expected text, got "
+            raise DataError(f"{where}: column {shown(column)}: expected text, got "
                             f"{'nothing' if value is None else type(value).__name__}")
     return _Row(where, *values)
 
@@ -280,7 +286,7 @@ def _read_hf(opts: FileTaskOptions) -> tuple[list[_Row], list[_Row] | None, tupl
         loaded = datasets.load_from_disk(str(folder))
     except (FileNotFoundError, ValueError, OSError, KeyError, json.JSONDecodeError) as exc:
         raise DataError(f"{folder}: not a dataset saved with save_to_disk ({type(exc).__name__}: "
-                        f"{_shown(str(exc), 120)})") from None
+                        f"{shown(str(exc), 120)})") from None
     if isinstance(loaded, datasets.DatasetDict):
         if "train" not in loaded:
             raise DataError(f"{folder}: no 'train' split (splits: {', '.join(loaded)})")
@@ -303,7 +309,7 @@ def _hf_rows(opts: FileTaskOptions, folder: Path, split: str | None, dataset: An
     columns = set(dataset.column_names)
     for column in (opts.text, opts.text_pair, opts.label):
         if column is not None and column not in columns:
-            raise DataError(f"{where.rstrip(', ')}: no column {_shown(column)} "
+            raise DataError(f"{where.rstrip(', ')}: no column {shown(column)} "
                             f"(columns: {', '.join(sorted(map(str, columns))[:12])})")
     rows = [_row(opts, f"{where}row {i}", record) for i, record in enumerate(dataset)]
     if not rows:
@@ -319,7 +325,7 @@ def _label_scheme(opts: FileTaskOptions, rows: Sequence[_Row], class_names: tupl
     if class_names is not None and opts.type != "regression":
         def class_id(row: _Row) -> int:
             if isinstance(row.label, bool) or not isinstance(row.label, int) or not 0 <= row.label < len(class_names):
-                raise DataError(f"{row.where}: column {_shown(opts.label)}: {_value(row.label)} is not a class "
+                raise DataError(f"{row.where}: column {shown(opts.label)}: {shown(row.label, _MAX_SHOWN)} is not a class "
                                 f"id of its ClassLabel (0..{len(class_names) - 1})")
             return row.label
         return class_names, class_id
@@ -328,26 +334,26 @@ def _label_scheme(opts: FileTaskOptions, rows: Sequence[_Row], class_names: tupl
     for row, kind in kinds:
         present.setdefault(kind, row)
     if "null" in present:
-        raise DataError(f"{present['null'].where}: column {_shown(opts.label)}: no label")
+        raise DataError(f"{present['null'].where}: column {shown(opts.label)}: no label")
     kind_type = opts.type or ("regression" if set(present) <= {"int", "float"} and "float" in present
                               else "classification")
     if kind_type == "regression":
         bad = next((row for row, kind in kinds if kind not in ("int", "float")), None)
         if bad is not None:
-            raise DataError(f"{bad.where}: column {_shown(opts.label)}: regression target "
-                            f"{_value(bad.label)} is not a number")
+            raise DataError(f"{bad.where}: column {shown(opts.label)}: regression target "
+                            f"{shown(bad.label, _MAX_SHOWN)} is not a number")
 
         def target(row: _Row) -> float:
             value = float(row.label)
             if not math.isfinite(value):
-                raise DataError(f"{row.where}: column {_shown(opts.label)}: target {_value(row.label)} "
+                raise DataError(f"{row.where}: column {shown(opts.label)}: target {shown(row.label, _MAX_SHOWN)} "
                                 f"is not finite")
             return value
         return None, target
     if len(present) > 1 and not (set(present) <= {"int", "float"}):
         (k1, r1), (k2, r2) = list(present.items())[:2]
-        raise DataError(f"{r2.where}: column {_shown(opts.label)}: mixed label types: {_value(r1.label)} "
-                        f"({r1.where}) is {_KIND_NAMES[k1]}, {_value(r2.label)} is {_KIND_NAMES[k2]}")
+        raise DataError(f"{r2.where}: column {shown(opts.label)}: mixed label types: {shown(r1.label, _MAX_SHOWN)} "
+                        f"({r1.where}) is {_KIND_NAMES[k1]}, {shown(r2.label, _MAX_SHOWN)} is {_KIND_NAMES[k2]}")
     numeric = set(present) <= {"int", "float"}
     if numeric and "float" in present:   # type=classification over non-integer numbers
         key = _class_key_float
@@ -357,8 +363,8 @@ def _label_scheme(opts: FileTaskOptions, rows: Sequence[_Row], class_names: tupl
     names = tuple(str(v) for v in values)
     index = {v: i for i, v in enumerate(values)}
     if len(names) < 2:
-        raise DataError(f"{opts.path}: column {_shown(opts.label)}: only one class "
-                        f"({_shown(names[0])}); a classifier needs two or more")
+        raise DataError(f"{opts.path}: column {shown(opts.label)}: only one class "
+                        f"({shown(names[0])}); a classifier needs two or more")
     return names, lambda row: index[key(row.label)]
 
 
@@ -386,7 +392,7 @@ def _kind(row: _Row, column: str) -> str:
         except ValueError:
             return "text"
         return "float"
-    raise DataError(f"{row.where}: column {_shown(column)}: a label is a number or text, got {type(value).__name__}")
+    raise DataError(f"{row.where}: column {shown(column)}: a label is a number or text, got {type(value).__name__}")
 
 
 def _class_key_int(value: Any) -> int:
@@ -403,15 +409,3 @@ def _class_key_text(value: Any) -> str:
 
 def _example(row: _Row, convert) -> Example:
     return Example(row.text_a, row.text_b, convert(row))
-
-
-def _value(value: Any, limit: int = _MAX_SHOWN) -> str:
-    """A raw user value (a label) in an error: its repr, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _shown(value: str, limit: int = _MAX_SHOWN) -> str:
-    """A user value in an error: repr-quoted, cut to ``limit`` characters."""
-    text = str(value)
-    return repr(text if len(text) <= limit else text[:limit] + "…")

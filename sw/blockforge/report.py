@@ -286,11 +286,3 @@ def _fpga_rows(report: Mapping) -> list[tuple[str, str]]:
 def _table(rows: Sequence[tuple[str, str]]) -> str:
     esc = html.escape
     return "<table>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows) + "</table>"
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)

@@ -64,12 +64,6 @@ _NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{MAX_NAME_CHARS - 1}}}")
 # --------------------------------------------------------------------------------------------------
 # Field checks. Each returns an error message (without the key path) or None.
 
-def _positive_int(value: Any) -> str | None:
-    if not _is_int(value) or value <= 0:
-        return f"expected a positive integer, got {shown(value)}"
-    return None
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
