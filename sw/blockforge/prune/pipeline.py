@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import os
 import pickle
@@ -40,7 +39,8 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
-from ..fsutil import atomic_write, new_dir_mode
+from ..fsutil import new_dir_mode
+from ..resume import fingerprint, read_record, write_record
 from ..spec import DEFAULT_SPEC, load_spec
 from .criterion import block_norms
 from .masking import lowest_blocks_mask, pruned_block_counts, zero_block_counts
@@ -516,17 +516,10 @@ class _Checkpoints:
         fields_ = config.to_dict()
         for volatile in ("progress", "checkpoint_dir", "threads", "evaluate_dense"):
             fields_.pop(volatile)
-        self.fingerprint = hashlib.sha256(json.dumps(fields_, sort_keys=True, default=str).encode()).hexdigest()
+        self.fingerprint = fingerprint(fields_)
 
     def _progress(self) -> dict | None:
-        path = self.dir / "progress.json"
-        if not path.is_file():
-            return None
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return None                   # damaged: the phases rerun rather than trust it
-        return data if isinstance(data, dict) and data.get("fingerprint") == self.fingerprint else None
+        return read_record(self.dir / "progress.json", self.fingerprint)
 
     def state(self, phase: str) -> dict:
         return torch.load(self.dir / f"{phase}.pt", weights_only=True)["model"]
@@ -557,5 +550,5 @@ class _Checkpoints:
             progress = self._progress() or {"fingerprint": self.fingerprint, "phases_done": []}
             done = [p for p in self.ORDER if p in progress["phases_done"] or p == phase]
             progress["phases_done"] = done
-            atomic_write(self.dir / "progress.json", json.dumps(progress).encode())
+            write_record(self.dir / "progress.json", progress)
         self.accelerator.wait_for_everyone()

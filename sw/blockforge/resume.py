@@ -1,0 +1,44 @@
+"""Resuming work that was already done: a fingerprint of everything a piece of work depends on, and a
+JSON record written next to its outputs that names the fingerprint it was made for.
+
+Both resumable jobs use it: the pruning pipeline's phase checkpoints (``progress.json``) and the
+end-to-end flow's stage stamps (``OUTDIR/.stages/<stage>.json``). A rerun whose fingerprint equals the
+recorded one skips the work; any changed input changes the fingerprint and reruns it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .fsutil import atomic_write
+
+__all__ = ["fingerprint", "read_record", "write_record"]
+
+
+def fingerprint(inputs: Any) -> str:
+    """SHA-256 (64 hex digits) of ``inputs`` as canonical JSON: keys sorted, values JSON cannot hold
+    (paths, dataclasses) as their ``str()``."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_record(path: str | os.PathLike, expected: str) -> dict | None:
+    """The JSON object at ``path`` if its ``fingerprint`` is ``expected``; None if the file is missing,
+    damaged (the work then reruns rather than trust it) or was written for other inputs."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("fingerprint") == expected else None
+
+
+def write_record(path: str | os.PathLike, record: dict) -> Path:
+    """Write ``record`` (which holds its ``fingerprint``) as indented JSON, atomically; floats stand in for
+    numpy scalars."""
+    return atomic_write(path, json.dumps(record, indent=1, sort_keys=True, default=float).encode())
