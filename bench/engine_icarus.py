@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blockforge.estimate import estimate_layer
+from blockforge.estimate import estimate_layer, utilization
 from blockforge.hexfiles import read_outputs, write_hex
 from blockforge.reference import linear
 from blockforge.spec import load_spec
@@ -59,8 +59,7 @@ def main() -> None:
         "stall": args.stall, "status": result.status, "exact": bool(np.array_equal(y, expected)),
         "rtl_cycles": result.cycles, "estimate_cycles": est["cycles"],
         "cycles_equal": result.cycles == est["cycles"],
-        "utilization": round(est["nnz_blocks"] * spec.macs_per_cycle * args.tokens
-                             / (result.cycles * spec.macs_per_cycle), 4),
+        "utilization": round(utilization(spec, est["macs"], result.cycles), 4),
         "speedup_vs_dense": round(est["dense_cycles"] / result.cycles, 3),
         "speedup_times_density": round(est["dense_cycles"] / result.cycles * est["block_density"], 3),
         "verilog_s": round(t1 - t0, 2), "compile_s": round(t2 - t1, 2), "hex_s": round(t3 - t2, 2),

@@ -8,7 +8,7 @@ import pytest
 from blockforge.errors import ImageError, UsageError
 from blockforge.hexfiles import (INDEX_COL_BITS, activation_stride, index_entries, read_hex, read_outputs,
                                  write_hex)
-from blockforge.layer import pack_tile_words
+from blockforge.layer import BlockSparseLayer, pack_tile_words
 from blockforge_hw.testing import random_activations, random_layer, small_spec
 
 
@@ -66,9 +66,12 @@ def test_read_outputs_roundtrip(tmp_path):
 def test_bad_inputs(tmp_path):
     spec = small_spec(2, 4)
     layer = random_layer(spec, np.random.default_rng(14), 4, 8)
-    with pytest.raises(UsageError, match="N = 9"):
+    with pytest.raises(UsageError, match=r"N must be in \[1, 8\] .*got 9"):
         write_hex(layer, spec, tmp_path, np.zeros((8, 9), dtype=np.int64))
     with pytest.raises(UsageError, match="int8 range"):
         write_hex(layer, spec, tmp_path, np.full((8, 2), 200))
     with pytest.raises(UsageError, match="blocks"):
         write_hex(layer, small_spec(1, 8), tmp_path)
+    too_far = BlockSparseLayer(**{**layer.__dict__, "shift": np.full(4, 63)})     # fits 6 bits, not the numerics
+    with pytest.raises(UsageError, match=r"shifts must lie in \[0, 62\]"):
+        write_hex(too_far, spec, tmp_path)

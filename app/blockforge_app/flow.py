@@ -14,7 +14,6 @@ This module sits at the top of the import stack (it drives software, hardware an
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import yaml
 from blockforge.clock import resolve_engine_clock
 from blockforge.errors import UsageError
 from blockforge.fsutil import atomic_write
+from blockforge.resume import fingerprint, read_record, write_record
 from blockforge.spec import DEFAULT_SPEC, load_spec
 from blockforge.yamlsafe import load_yaml, shown
 
@@ -131,10 +131,6 @@ class RunConfig:
 # --------------------------------------------------------------------------------------------------
 # Resumable stages.
 
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _write_json(path: Path, data: Any) -> Path:
     return atomic_write(path, json.dumps(data, indent=1, sort_keys=True, default=float).encode())
 
@@ -192,28 +188,24 @@ class Stages:
 
     def run(self, name: str, inputs: dict, outputs: list[Path], body: Callable[[], Any],
             after: tuple[str, ...] = ()) -> Any:
-        fingerprint = _digest({"inputs": inputs, "after": [self.fingerprints[a] for a in after]})
-        self.fingerprints[name] = fingerprint
+        digest = fingerprint({"inputs": inputs, "after": [self.fingerprints[a] for a in after]})[:16]
+        self.fingerprints[name] = digest
         stamp = self.dir / f"{name}.json"
-        if stamp.exists() and all(p.exists() for p in outputs):
-            try:
-                recorded = json.loads(stamp.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                recorded = {}                              # a damaged stamp: run the stage again
-            if recorded.get("fingerprint") == fingerprint and recorded.get("contents") == _contents(outputs):
-                self.fingerprints[name] = _digest({"fingerprint": fingerprint, "contents": recorded["contents"]})
-                self.log(f"[{name}] up to date, skipped")
-                self.skipped.append(name)
-                return recorded.get("result")
+        recorded = read_record(stamp, digest) if all(p.exists() for p in outputs) else None
+        if recorded is not None and recorded.get("contents") == _contents(outputs):
+            self.fingerprints[name] = fingerprint({"fingerprint": digest, "contents": recorded["contents"]})[:16]
+            self.log(f"[{name}] up to date, skipped")
+            self.skipped.append(name)
+            return recorded.get("result")
         stamp.unlink(missing_ok=True)
         self.log(f"[{name}] running")
         started = time.perf_counter()
         result = body()
         seconds = round(time.perf_counter() - started, 1)
         contents = _contents(outputs)
-        self.fingerprints[name] = _digest({"fingerprint": fingerprint, "contents": contents})
-        _write_json(stamp, {"fingerprint": fingerprint, "seconds": seconds, "result": result,
-                            "outputs": [str(p) for p in outputs], "contents": contents})
+        self.fingerprints[name] = fingerprint({"fingerprint": digest, "contents": contents})[:16]
+        write_record(stamp, {"fingerprint": digest, "seconds": seconds, "result": result,
+                             "outputs": [str(p) for p in outputs], "contents": contents})
         self.log(f"[{name}] done in {seconds:.1f} s")
         self.ran.append(name)
         return result
@@ -254,14 +246,13 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
     simulator = _choose_simulator(config)
     n_tokens = config.tokens if config.tokens is not None else (
         spec.buffers.max_tokens if simulator == "verilator" else min(16, spec.buffers.max_tokens))
-    if not 1 <= n_tokens <= spec.buffers.max_tokens:
-        raise UsageError(f"tokens: must be in [1, {spec.buffers.max_tokens}] for spec {spec.name}, got {n_tokens}")
+    spec.check_tokens(n_tokens, what="tokens")
     sched = config.schedule_values()
     stages = Stages(out, log)
     (out / "run.yaml").write_text(yaml.safe_dump({**dataclasses.asdict(config), "resolved": {
         "simulator": simulator, "tokens": n_tokens, **sched}}, sort_keys=False))
     common = {"spec": spec.digest, "model": config.model, "task": config.task, "seed": config.seed,
-              "input_files": _digest(_contents(_input_files(config, spec))),
+              "input_files": fingerprint(_contents(_input_files(config, spec)))[:16],
               "max_length": config.max_length, "train_size": sched["train_size"], "dev_size": sched["dev_size"]}
     pruned_dir, image_path = out / "pruned", out / "model.bfim"
 
@@ -360,7 +351,7 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
                              rtl_cycles=rtl_cycles, title=f"blockforge run: {config.model} on {spec.name}",
                              run=summary, fpga=read_fpga_report(clock.report) if clock.report else None)
         return {"files": [str(p) for p in paths]}
-    stages.run("report", {"summary": _digest(summary)}, [out / "report.html"], report,
+    stages.run("report", {"summary": fingerprint(summary)[:16]}, [out / "report.html"], report,
                after=("estimate", "rtl_layers"))
     _write_json(out / "summary.json", summary)
     return FlowResult(summary, out, stages.ran, stages.skipped)
@@ -394,6 +385,7 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
     from blockforge.prune.training import tokenize
     from blockforge.qmodel import Recorder, integer_model
 
+    from blockforge_sim.jobs import result_row, result_totals
     from blockforge_sim.session import RtlSimulator
 
     model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
@@ -423,19 +415,13 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
     with rtl.serve(seed=config.seed + 1) as server:
         for job in tqdm(jobs, desc=f"RTL {simulator}", unit="layer", leave=False, disable=not config.progress):
             r = server.run_layers(image_path, [job], layers=by_name).results[0]
-            rows.append({"layer": r.layer, "n_tokens": r.n_tokens, "elements": r.elements, "mismatches": r.mismatches,
-                         "rtl_cycles": r.cycles, "estimated_cycles": r.estimated_cycles,
-                         "cycles_equal": r.cycles == r.estimated_cycles, "status": r.status_names,
-                         "timed_out": r.timed_out, "sim_seconds": round(r.sim_seconds, 3)})
+            rows.append({**result_row(r), "sim_seconds": round(r.sim_seconds, 3)})
     atomic_write(target, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode())
-    cycles = sum(r["rtl_cycles"] for r in rows)
+    totals = result_totals(rows)
     seconds = sum(r["sim_seconds"] for r in rows)
-    return {"layers": len(rows), "elements": sum(r["elements"] for r in rows),
-            "mismatches": sum(r["mismatches"] for r in rows), "failed": sum(bool(r["status"]) or r["timed_out"] for r in rows),
-            "rtl_cycles": cycles, "estimated_cycles": sum(r["estimated_cycles"] for r in rows),
-            "layers_cycles_equal": sum(r["cycles_equal"] for r in rows), "simulator": simulator,
+    return {**totals, "failed": sum(bool(r["status"]) or r["timed_out"] for r in rows), "simulator": simulator,
             "n_tokens": n_tokens, "activation_examples": example, "sim_seconds": round(seconds, 1),
-            "cycles_per_second": round(cycles / seconds) if seconds else None}
+            "cycles_per_second": round(totals["rtl_cycles"] / seconds) if seconds else None}
 
 
 def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) -> dict:
@@ -486,9 +472,9 @@ def _summary(config, spec, simulator, n_tokens, pruned, exported, int8, rtl, rtl
         return next(iter(metrics.values())) if isinstance(metrics, dict) else metrics
 
     clock = resolve_engine_clock(spec)   # the spec clock, or the achieved Fmax of build/fpga/<spec>/report.json
-    dense_params = sum(d["out_features"] * d["in_features"] for d in json.loads((out / "manifest.json").read_text())["layers"])
-    block_elems = spec.block.rows * spec.block.cols
-    kept_params = exported["nnz_blocks"] * block_elems
+    image_totals = json.loads((out / "manifest.json").read_text())["totals"]   # blockforge.image.manifest
+    dense_params = image_totals["dense_int8_bytes"]                               # one int8 byte per weight
+    kept_params = exported["nnz_blocks"] * spec.block.rows * spec.block.cols
     return {
         "model": config.model, "task": config.task, "spec": spec.name, "method": config.method,
         "target_sparsity": config.sparsity, "preset": config.preset, "seed": config.seed,
@@ -502,8 +488,8 @@ def _summary(config, spec, simulator, n_tokens, pruned, exported, int8, rtl, rtl
         "block_sparsity": 1 - exported["nnz_blocks"] / exported["total_blocks"],
         "prunable_params_dense": dense_params, "prunable_params_kept": kept_params,
         "param_compression": dense_params / max(kept_params, 1),
-        "image_bytes": exported["bytes"], "dense_fp32_bytes": 4 * dense_params,
-        "byte_compression_vs_fp32": 4 * dense_params / exported["bytes"],
+        "image_bytes": exported["bytes"], "dense_fp32_bytes": image_totals["dense_fp32_bytes"],
+        "byte_compression_vs_fp32": image_totals["compression_vs_fp32"],
         "n_tokens": n_tokens, "simulator": simulator,
         "estimated_cycles": totals["cycles"], "rtl_cycles": rtl["rtl_cycles"],
         "estimate_equals_rtl": rtl["layers_cycles_equal"] == rtl["layers"] and totals["cycles"] == rtl["rtl_cycles"],

@@ -34,12 +34,12 @@ from amaranth.lib.wiring import In, Out
 
 from blockforge.estimate import product_levels, requantizer_stages
 from blockforge.hexfiles import SHIFT_BITS
+from blockforge.spec import ROUNDING_MODES
 
 from .layouts import reject
 
 __all__ = ["Requantizer", "CHUNK_BITS"]
 
-ROUNDING_MODES = ("half_up", "half_even", "truncate")
 CHUNK_BITS = 17   # an unsigned 17-bit chunk and a 17-bit multiplier both fit an 18×18 signed DSP
 
 

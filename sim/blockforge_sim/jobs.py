@@ -82,6 +82,24 @@ class JobResult:
                 f"differ from blockforge.reference: {shown}")
 
 
+def result_row(result: JobResult) -> dict[str, Any]:
+    """The plain-data row of one layer's RTL check, as ``blockforge sim --json`` and the flow's
+    ``rtl_layers.jsonl`` report it (callers add their own context: wall time, seed, ...)."""
+    return {"layer": result.layer, "n_tokens": result.n_tokens, "elements": result.elements,
+            "mismatches": result.mismatches, "rtl_cycles": result.cycles,
+            "estimated_cycles": result.estimated_cycles, "cycles_equal": result.cycles == result.estimated_cycles,
+            "status": result.status_names, "timed_out": result.timed_out}
+
+
+def result_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Totals over :func:`result_row` rows: layers, output elements, mismatches, RTL and estimated cycles,
+    and how many layers' cycles equal the estimate."""
+    return {"layers": len(rows), "elements": sum(r["elements"] for r in rows),
+            "mismatches": sum(r["mismatches"] for r in rows), "rtl_cycles": sum(r["rtl_cycles"] for r in rows),
+            "estimated_cycles": sum(r["estimated_cycles"] for r in rows),
+            "layers_cycles_equal": sum(r["cycles_equal"] for r in rows)}
+
+
 def save_results(path: str | Path, results: list[JobResult]) -> None:
     Path(path).write_text(json.dumps([asdict(r) for r in results], indent=1))
 

@@ -39,7 +39,7 @@ from .spec import Spec
 
 __all__ = ["ACCUMULATOR_STAGES", "TREE_LEVELS_PER_STAGE", "product_levels", "requantizer_stages",
            "drain_latency", "mac_stages", "accumulate_latency", "layer_cycles", "layer_schedule",
-           "estimate_layer", "dense_nnz_per_row", "BandwidthBucket",
+           "estimate_layer", "utilization", "dense_nnz_per_row", "BandwidthBucket",
            "bandwidth_bucket"]
 
 
@@ -77,14 +77,6 @@ def accumulate_latency(spec: Spec) -> int:
     """A: cycles from a token's MAC cycle to its accumulator write, minus one (the write cycle of the
     last token of a tile taken in cycle T is T + N + A)."""
     return mac_stages(spec.block.cols) + ACCUMULATOR_STAGES
-
-
-def _check_tokens(spec: Spec, n_tokens: int) -> int:
-    if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)) \
-            or not 1 <= int(n_tokens) <= spec.buffers.max_tokens:
-        raise UsageError(f"n_tokens must be an integer in [1, {spec.buffers.max_tokens}] "
-                         f"(buffers.max_tokens of spec {spec.name}), got {n_tokens!r}")
-    return int(n_tokens)
 
 
 @dataclass(frozen=True)
@@ -127,7 +119,7 @@ def layer_schedule(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> dict[s
     Returns {"start": S_q, "mac_end": E_q, "drain": D_q (int64 arrays over block rows),
     "cycles": total}. Raises UsageError for a bad N or a negative tile count.
     """
-    n = _check_tokens(spec, n_tokens)
+    n = spec.check_tokens(n_tokens)
     nnz = _check_nnz(nnz_per_row).tolist()
     start, mac_end, drain = [], [], []
 
@@ -145,7 +137,7 @@ def layer_schedule(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> dict[s
 def layer_cycles(spec: Spec, nnz_per_row: np.ndarray, n_tokens: int) -> int:
     """Exact engine cycles (start to last output handshake, no stalls) for a layer whose block rows
     hold ``nnz_per_row`` non-zero tiles, at N = ``n_tokens``."""
-    n = _check_tokens(spec, n_tokens)
+    n = spec.check_tokens(n_tokens)
     nnz = _check_nnz(nnz_per_row).tolist()
     tail = n + drain_latency(spec.numerics.multiplier_bits)
     return _rows(nnz, n, _tile_source(spec, nnz, n), accumulate_latency(spec)) + tail
@@ -271,6 +263,12 @@ def _throttled_tiles(latency: int, words: int, bucket: BandwidthBucket, nnz: lis
     return tiles
 
 
+def utilization(spec: Spec, macs: int, cycles: int) -> float:
+    """Useful MACs per available MAC: ``macs / (cycles · BR·BC)``; 0.0 for zero cycles. The one definition,
+    for estimated and simulated cycles alike."""
+    return macs / (cycles * spec.macs_per_cycle) if cycles else 0.0
+
+
 def dense_nnz_per_row(n_block_rows: int, n_block_cols: int) -> np.ndarray:
     return np.full(int(n_block_rows), int(n_block_cols), dtype=np.int64)
 
@@ -317,7 +315,7 @@ def estimate_layer(spec: Spec, layer: Any, n_tokens: int) -> dict[str, Any]:
     payload streamed), nnz_blocks, total_blocks, block_density, n_tokens, name.
     """
     name, nnz, cols = _layer_shape(spec, layer)
-    n = _check_tokens(spec, n_tokens)
+    n = spec.check_tokens(n_tokens)
     cycles = layer_cycles(spec, nnz, n)
     dense_cycles = layer_cycles(spec, dense_nnz_per_row(nnz.size, cols), n)
     nnz_blocks = int(nnz.sum())
@@ -331,7 +329,7 @@ def estimate_layer(spec: Spec, layer: Any, n_tokens: int) -> dict[str, Any]:
         "speedup": dense_cycles / cycles,
         "macs": nnz_blocks * per_tile,
         "macs_skipped": (total_blocks - nnz_blocks) * per_tile,
-        "utilization": nnz_blocks * per_tile / (cycles * spec.macs_per_cycle),
+        "utilization": utilization(spec, nnz_blocks * per_tile, cycles),
         "time_us": cycles / spec.clock_mhz,
         "weight_bytes": nnz_blocks * spec.tile_bytes,
         "nnz_blocks": nnz_blocks,

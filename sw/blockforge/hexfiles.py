@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import ImageError, UsageError
 from .layer import BlockSparseLayer, pack_tile_words
-from .spec import Spec
+from .spec import MAX_SHIFT, Spec
 
 __all__ = [
     "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES",
@@ -42,7 +42,7 @@ __all__ = [
 CONFIG_WORD_BITS = 32
 INDEX_COL_BITS = 16
 INDEX_ENTRY_BITS = INDEX_COL_BITS + 2
-SHIFT_BITS = 6
+SHIFT_BITS = MAX_SHIFT.bit_length()     # the shift memory's lane width (6 bits for S ≤ 62)
 HEX_FILES = ("weights", "index", "bias", "multiplier", "shift", "config", "act")
 
 
@@ -113,9 +113,7 @@ def activation_words(x_q: np.ndarray, spec: Spec, *, in_features: int | None = N
         raise UsageError(f"{where}: activations have {x.shape[0]} rows, the layer takes {in_features}")
     if x.size and (x.min() < -128 or x.max() > 127):
         raise UsageError(f"{where}: activations outside the int8 range [{x.min()}, {x.max()}]")
-    n_tokens = x.shape[1]
-    if not 1 <= n_tokens <= spec.buffers.max_tokens:
-        raise UsageError(f"{where}: N = {n_tokens} tokens, the engine takes 1..{spec.buffers.max_tokens}")
+    n_tokens = spec.check_tokens(x.shape[1], what=f"{where}: N")
     bc = spec.block.cols
     stride = activation_stride(spec.buffers.max_tokens)
     padded_in = -(-x.shape[0] // bc) * bc
@@ -150,8 +148,8 @@ def layer_words(layer: BlockSparseLayer, spec: Spec) -> dict[str, list[int]]:
                          f"{spec.name} has {spec.block.rows}x{spec.block.cols}")
     spec.tiling(layer.out_features, layer.in_features, layer=layer.name)
     br, nb = spec.block.rows, spec.numerics
-    if np.any(layer.shift < 0) or np.any(layer.shift >= 1 << SHIFT_BITS):
-        raise UsageError(f"{layer.name}: requantization shifts must lie in [0, {(1 << SHIFT_BITS) - 1}]")
+    if np.any(layer.shift < 0) or np.any(layer.shift > MAX_SHIFT):
+        raise UsageError(f"{layer.name}: requantization shifts must lie in [0, {MAX_SHIFT}]")
     if np.any(layer.multiplier < 0) or np.any(layer.multiplier >= 1 << nb.multiplier_bits):
         raise UsageError(f"{layer.name}: multipliers must lie in [0, 2^{nb.multiplier_bits})")
     return {

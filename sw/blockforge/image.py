@@ -41,7 +41,7 @@ import numpy as np
 from .errors import ImageError, SpecError
 from .fsutil import atomic_write
 from .layer import BlockSparseLayer
-from .spec import Spec, load_spec, spec_from_dict
+from .spec import MAX_SHIFT, Spec, load_spec, spec_from_dict
 
 __all__ = [
     "ALIGNMENT",
@@ -65,7 +65,6 @@ FORMAT_VERSION = 1
 ALIGNMENT = 64
 HEADER_SIZE = 128
 TABLE_ENTRY_SIZE = 192
-MAX_SHIFT = 62
 MAX_BLOCK_COLS = 2 ** 16 - 1
 
 _HEADER = struct.Struct("<8sII32sQII")             # magic, version, layer_count, digest, file_size, bus_bits, flags

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .clock import EngineClock, engine_clock
-from .estimate import estimate_layer
+from .estimate import estimate_layer, utilization
 from .spec import Spec
 
 
@@ -78,7 +78,7 @@ def estimate_layers(spec: Spec, layers: Sequence[Any], n_tokens: int, *, clock: 
         row = estimate_layer(spec, layer, n_tokens)
         row["block_sparsity"] = 1.0 - row["block_density"]
         row["roofline_cycles"] = row["nnz_blocks"] * period
-        row["dense_utilization"] = row["macs"] / (row["dense_cycles"] * spec.macs_per_cycle)
+        row["dense_utilization"] = utilization(spec, row["macs"], row["dense_cycles"])
         roofline_total += row["roofline_cycles"]
         row["time_us"] = clock.time_us(row["cycles"])
         rows.append(row)
@@ -100,8 +100,8 @@ def estimate_layers(spec: Spec, layers: Sequence[Any], n_tokens: int, *, clock: 
         "total_blocks": total_blocks,
         "macs": macs,
         "macs_skipped": sum(r["macs_skipped"] for r in rows),
-        "utilization": macs / (cycles * spec.macs_per_cycle) if cycles else 0.0,
-        "no_skip_utilization": macs / (dense * spec.macs_per_cycle) if dense else 0.0,
+        "utilization": utilization(spec, macs, cycles),
+        "no_skip_utilization": utilization(spec, macs, dense),
         "roofline_cycles": roofline_total,
         "roofline_efficiency": roofline_total / cycles if cycles else 0.0,
         "time_us": clock.time_us(cycles),

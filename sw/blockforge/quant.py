@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import UsageError
 from .layer import BlockSparseLayer
-from .spec import Numerics, Spec
+from .spec import MAX_SHIFT, Numerics, Spec
 
 __all__ = [
     "CALIBRATORS",
@@ -55,7 +55,6 @@ CALIBRATORS = ("max", "percentile", "mse")
 #: output scale s_y — the best of the measured recipes (docs/numerics.md "Measured").
 DEFAULT_CALIBRATOR = "mse/percentile"
 DEFAULT_PERCENTILE = 99.99
-MAX_SHIFT = 62
 
 
 def qmax(bits: int) -> int:

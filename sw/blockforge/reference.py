@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layer import BlockSparseLayer
-from .spec import Numerics
+from .spec import MAX_SHIFT, Numerics
 
 __all__ = ["round_shift", "requantize", "saturate", "linear", "linear_dense", "accumulate_tiled",
            "accumulate_dense", "layer_macs"]
@@ -31,8 +31,8 @@ def round_shift(values: np.ndarray, shift: np.ndarray | int, rounding: str) -> n
     """Divide int64 ``values`` by 2**``shift`` (elementwise, broadcast) with the given rounding mode."""
     v = np.asarray(values, dtype=np.int64)
     s = np.broadcast_to(np.asarray(shift, dtype=np.int64), v.shape)
-    if np.any(s < 0) or np.any(s > 62):
-        raise ValueError("shift must be in [0, 62]")
+    if np.any(s < 0) or np.any(s > MAX_SHIFT):
+        raise ValueError(f"shift must be in [0, {MAX_SHIFT}]")
     floor = v >> s
     if rounding == "truncate":
         return floor

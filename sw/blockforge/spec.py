@@ -16,13 +16,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import SpecError
+from .errors import SpecError, UsageError
 from .parts import DEVICES, FAMILIES, Part, find_device
 from .yamlsafe import load_yaml, shown
 
@@ -35,6 +36,7 @@ __all__ = [
     "Target",
     "Tiling",
     "DEFAULT_SPEC",
+    "MAX_SHIFT",
     "ROUNDING_MODES",
     "SUPPORTED_DATA_BITS",
     "load_spec",
@@ -59,6 +61,10 @@ MAX_CLOCK_MHZ = 10000.0        # clock_mhz
 MAX_NAME_CHARS = 64
 MAX_TEXT_CHARS = 4096          # description
 _NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{MAX_NAME_CHARS - 1}}}")
+#: Largest requantization shift S (docs/numerics.md "Requantization parameters"): the integer reference
+#: divides in int64, where 2^62 is the largest power of two below half the range. quant chooses S in
+#: [0, MAX_SHIFT], the image stores and checks it, the reference and the engine's shift width take it.
+MAX_SHIFT = 62
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,6 +363,17 @@ class Spec:
                 f"{self.source}: buffers.max_out_features: {layer} has {out_features} outputs "
                 f"({padded_out} padded to {br}), more than {self.buffers.max_out_features}")
         return Tiling(out_features, in_features, padded_out, padded_in, padded_out // br, padded_in // bc)
+
+    def check_tokens(self, n_tokens: Any, *, what: str = "n_tokens") -> int:
+        """``n_tokens`` as an int if one engine pass takes that many activation columns
+        (1..``buffers.max_tokens``); otherwise UsageError naming ``what``."""
+        limit = self.buffers.max_tokens
+        integer = isinstance(n_tokens, numbers.Integral) and not isinstance(n_tokens, bool)   # numpy ints too
+        if not integer or not 1 <= int(n_tokens) <= limit:
+            kind = "" if integer else "an integer "
+            raise UsageError(f"{what} must be {kind}in [1, {limit}] (buffers.max_tokens of spec {self.name}), "
+                             f"got {_short(n_tokens)}")
+        return int(n_tokens)
 
     def tiles(self, out_features: int, in_features: int) -> bool:
         """Whether an (out, in) weight fits this spec (after padding)."""

@@ -40,14 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.set_defaults(handler=_report)
 
 
-def _tokens(spec, tokens):
-    from blockforge.errors import UsageError
-
-    n = spec.buffers.max_tokens if tokens is None else tokens
-    if not 1 <= n <= spec.buffers.max_tokens:
-        raise UsageError(f"--tokens must be in [1, {spec.buffers.max_tokens}] (buffers.max_tokens of spec "
-                         f"{spec.name}), got {n}")
-    return n
+def tokens_option(spec, tokens: int | None) -> int:
+    """``--tokens``, default the spec's max_tokens, checked by the spec."""
+    return spec.check_tokens(spec.buffers.max_tokens if tokens is None else tokens, what="--tokens")
 
 
 def _is_image(source: str) -> bool:
@@ -104,7 +99,7 @@ def _estimate(args: argparse.Namespace) -> None:
         specs = [load_spec(s) for s in args.sweep_spec]
         model = load_for_estimate(args.source)
         lines = [estimate_layers(spec, model_block_shapes(model, spec, args.what_if_sparsity),
-                                 _tokens(spec, args.tokens), clock=resolve_engine_clock(spec))["totals"]
+                                 tokens_option(spec, args.tokens), clock=resolve_engine_clock(spec))["totals"]
                  for spec in specs]
         if args.json:
             print(json.dumps({"source": args.source, "what_if_sparsity": args.what_if_sparsity, "specs": lines},
@@ -122,7 +117,7 @@ def _estimate(args: argparse.Namespace) -> None:
     if args.what_if_sparsity is not None:
         raise UsageError("--what-if-sparsity goes with --sweep-spec")
     spec = load_spec(args.spec)
-    n_tokens = _tokens(spec, args.tokens)
+    n_tokens = tokens_option(spec, args.tokens)
     if _is_image(args.source):
         layers = read_image(args.source, spec).layers
     else:
@@ -167,7 +162,7 @@ def _report(args: argparse.Namespace) -> None:
     spec = load_spec(args.spec)
     image = read_image(args.image, spec)
     clock = resolve_engine_clock(spec, args.fpga_report)
-    result = estimate_layers(spec, image.layers, _tokens(spec, args.tokens), clock=clock)
+    result = estimate_layers(spec, image.layers, tokens_option(spec, args.tokens), clock=clock)
     rtl = read_rtl_cycles(args.rtl) if args.rtl else None
     paths = write_report(args.output, spec, image.layers, result["layers"], result["totals"], rtl_cycles=rtl,
                          title=f"blockforge report: {args.image.name} on {spec.name}",

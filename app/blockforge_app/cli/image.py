@@ -56,7 +56,7 @@ def _positive(value: int, flag: str) -> None:
 def _export(args: argparse.Namespace) -> None:
     from blockforge.errors import UsageError
     from blockforge.fsutil import check_output
-    from blockforge.image import read_image, write_manifest
+    from blockforge.image import manifest, read_image, write_manifest
     from blockforge.quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE, parse_calibrator
     from blockforge.spec import load_spec
 
@@ -98,13 +98,11 @@ def _export(args: argparse.Namespace) -> None:
         for layer in image.layers:
             write_hex(layer, spec, args.hex / layer.name)
             hex_dirs += 1
-    nnz = sum(layer.nnz_blocks for layer in image.layers)
-    total = sum(layer.total_blocks for layer in image.layers)
-    dense_int8 = sum(layer.out_features * layer.in_features for layer in image.layers)
-    print(f"wrote {path}: {len(image.layers)} layers, {nnz}/{total} blocks stored "
-          f"({1 - nnz / total:.1%} block sparsity), {image.file_size:,} bytes "
-          f"({4 * dense_int8 / image.file_size:.2f}x smaller than dense fp32, "
-          f"{dense_int8 / image.file_size:.2f}x than dense int8); calibrator {calibrator} on {len(examples)} "
+    totals = manifest(image)["totals"]
+    print(f"wrote {path}: {totals['layers']} layers, {totals['nnz_blocks']}/{totals['total_blocks']} blocks stored "
+          f"({totals['block_sparsity']:.1%} block sparsity), {image.file_size:,} bytes "
+          f"({totals['compression_vs_fp32']:.2f}x smaller than dense fp32, "
+          f"{totals['compression_vs_int8']:.2f}x than dense int8); calibrator {calibrator} on {len(examples)} "
           f"examples; {time.perf_counter() - started:.1f} s")
     if args.hex is not None:
         print(f"hex files for {hex_dirs} layers under {args.hex}")

@@ -78,14 +78,14 @@ def _sim(args: argparse.Namespace) -> int:
     from blockforge.errors import UsageError
     from blockforge.image import read_image
     from blockforge.spec import load_spec
+    from blockforge_sim.jobs import result_totals
     from blockforge_sim.session import RtlSimulator
+
+    from .estimate import tokens_option
 
     spec = load_spec(args.spec)
     image = read_image(args.image, spec)
-    n_tokens = spec.buffers.max_tokens if args.tokens is None else args.tokens
-    if not 1 <= n_tokens <= spec.buffers.max_tokens:
-        raise UsageError(f"--tokens must be in [1, {spec.buffers.max_tokens}] (buffers.max_tokens of {spec.name}), "
-                         f"got {n_tokens}")
+    n_tokens = tokens_option(spec, args.tokens)
     for flag, value in (("--stall-weights", args.stall_weights), ("--stall-out", args.stall_out)):
         if not 0 <= value <= 255:
             raise UsageError(f"{flag} must be in [0, 255], got {value}")
@@ -108,10 +108,7 @@ def _sim(args: argparse.Namespace) -> int:
         server.close()
     waves = [p for d in (server.run_dir, rtl.work_dir / "build") for p in sorted(d.glob("*.fst")) + sorted(d.glob("*.vcd"))]
     totals = {
-        "layers": len(rows), "failed_layers": failed, "elements": sum(r["elements"] for r in rows),
-        "mismatches": sum(r["mismatches"] for r in rows), "rtl_cycles": sum(r["rtl_cycles"] for r in rows),
-        "estimated_cycles": sum(r["estimated_cycles"] for r in rows),
-        "layers_cycles_equal": sum(r["cycles_equal"] for r in rows),
+        **result_totals(rows), "failed_layers": failed,
         "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2), "build_seconds": round(rtl.build_seconds, 2),
         "waves": str(waves[0]) if waves else None,
     }
@@ -128,20 +125,17 @@ def _sim(args: argparse.Namespace) -> int:
 
 def _sim_layer(args, spec, image, name, n_tokens, rng, server, stalls, rows) -> int:
     """Run one layer on the server, print its line, append its row; 1 if it failed."""
-    from blockforge.errors import UsageError
+    from blockforge.estimate import utilization
+    from blockforge_sim.jobs import result_row
 
     layer = image.layer(name)
     x = _activations(args, layer, n_tokens, rng)
-    if not 1 <= x.shape[1] <= spec.buffers.max_tokens:
-        raise UsageError(f"{args.activations}: {name}: N = {x.shape[1]} is outside [1, {spec.buffers.max_tokens}]")
+    spec.check_tokens(x.shape[1], what=f"{args.activations}: {name}: N")
     run = server.run_layers(args.image, [(name, x)], check_cycles=not stalls, layers={name: layer})
     r = run.results[0]
     row = {
-        "layer": name, "n_tokens": r.n_tokens, "elements": r.elements, "mismatches": r.mismatches,
-        "rtl_cycles": r.cycles, "estimated_cycles": r.estimated_cycles,
-        "cycles_equal": r.cycles == r.estimated_cycles, "macs": r.macs,
-        "utilization": r.macs / (r.cycles * spec.macs_per_cycle) if r.cycles else 0.0,
-        "status": r.status_names, "timed_out": r.timed_out, "wall_seconds": round(run.wall_seconds, 3),
+        **result_row(r), "layer": name, "macs": r.macs, "utilization": utilization(spec, r.macs, r.cycles),
+        "wall_seconds": round(run.wall_seconds, 3),
         "sim_cycles_per_second": round(r.cycles / r.sim_seconds) if r.sim_seconds else None,
         "seed": args.seed, "simulator": args.simulator,
     }
