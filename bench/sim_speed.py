@@ -23,26 +23,18 @@ from pathlib import Path
 import numpy as np
 
 from blockforge.image import write_image
-from blockforge.layer import BlockSparseLayer
 from blockforge.spec import load_spec
+from blockforge_hw.testing import random_layer
 from blockforge_sim.runner import available_simulators
 from blockforge_sim.session import RtlBackend, RtlSimulator, summarize
-
-
-def random_layer(spec, rng, out_features=384, in_features=384, density=0.5):
-    t = spec.tiling(out_features, in_features)
-    keep = rng.random((t.block_rows, t.block_cols)) < density
-    mask = np.kron(keep, np.ones((spec.block.rows, spec.block.cols), dtype=bool))
-    weight = np.where(mask, rng.integers(-127, 128, mask.shape), 0).astype(np.int8)
-    return BlockSparseLayer.from_dense("bench.layer", weight, rng.integers(-9999, 9999, out_features),
-                                       rng.integers(1 << 15, 1 << 16, out_features), rng.integers(16, 24, out_features),
-                                       spec, scale_in=0.05, scale_out=0.1, weight_scale=np.full(out_features, 0.01))
 
 
 def layer_speed(simulator: str, work: Path, repeats: int = 3) -> dict:
     spec = load_spec("tile8")
     rng = np.random.default_rng(0)
-    layer = random_layer(spec, rng)
+    layer = random_layer(spec, rng, 384, 384, density=0.5, bias_scale=9999, multiplier_range=(1 << 15, 1 << 16),
+                         shift_range=(16, 23), name="bench.layer", scale_in=0.05, scale_out=0.1,
+                         weight_scale=np.full(384, 0.01))
     work.mkdir(parents=True, exist_ok=True)
     image = work / "layer.bfim"
     write_image(image, [layer], spec)

@@ -17,30 +17,12 @@ import pytest
 from blockforge import reference
 from blockforge_app.cli import main
 from blockforge.image import write_image
-from blockforge.layer import BlockSparseLayer
 from blockforge.spec import load_spec, spec_from_dict
 from blockforge_sim import runner
 from blockforge_sim.session import RtlSimulator
+from conftest import image_layer
 
 pytestmark = pytest.mark.cosim
-
-
-def random_layer(spec, name, out_features, in_features, density, rng, *, empty_rows=(), big_bias=False):
-    """A seeded random int8 layer with block density ``density`` (optionally some empty block rows)."""
-    br, bc = spec.block.rows, spec.block.cols
-    t = spec.tiling(out_features, in_features)
-    keep = rng.random((t.block_rows, t.block_cols)) < density
-    for r in empty_rows:
-        keep[r] = False
-    mask = np.kron(keep, np.ones((br, bc), dtype=bool))[:out_features, :in_features]
-    weight = np.where(mask, rng.integers(-127, 128, (out_features, in_features)), 0).astype(np.int8)
-    bias_range = spec.bias_limit if big_bias else 20_000
-    bias = rng.integers(-bias_range, bias_range + 1, out_features)
-    multiplier = rng.integers(1 << (spec.numerics.multiplier_bits - 1), 1 << spec.numerics.multiplier_bits,
-                              out_features)
-    shift = rng.integers(12, 26, out_features)
-    return BlockSparseLayer.from_dense(name, weight, bias, multiplier, shift, spec, scale_in=0.05, scale_out=0.1,
-                                       weight_scale=np.full(out_features, 0.01))
 
 
 def run_cases(tmp_path, spec, cases, *, simulator="icarus", seed=1, stall_weights=0, stall_out=0):
@@ -63,11 +45,11 @@ def test_small_layers_bit_exact_and_cycle_exact_on_icarus(tmp_path):
     spec = load_spec("tile8")
     rng = np.random.default_rng(7)
     layers = [
-        (random_layer(spec, "dense", 16, 16, 1.0, rng), 1),
-        (random_layer(spec, "half_padded", 30, 44, 0.5, rng), 5),           # padding on both axes
-        (random_layer(spec, "empty_rows", 32, 24, 0.7, rng, empty_rows=(0, 2)), 8),
-        (random_layer(spec, "all_pruned", 16, 16, 0.0, rng), 3),           # bias-only outputs
-        (random_layer(spec, "max_tokens", 16, 16, 0.5, rng, big_bias=True), spec.buffers.max_tokens),
+        (image_layer(spec, "dense", 16, 16, 1.0, rng), 1),
+        (image_layer(spec, "half_padded", 30, 44, 0.5, rng), 5),           # padding on both axes
+        (image_layer(spec, "empty_rows", 32, 24, 0.7, rng, empty_rows=(0, 2)), 8),
+        (image_layer(spec, "all_pruned", 16, 16, 0.0, rng), 3),           # bias-only outputs
+        (image_layer(spec, "max_tokens", 16, 16, 0.5, rng, big_bias=True), spec.buffers.max_tokens),
     ]
     cases = [(layer, activations(rng, layer, n)) for layer, n in layers]
     run = run_cases(tmp_path, spec, cases)
@@ -84,7 +66,7 @@ def test_small_layers_bit_exact_and_cycle_exact_on_icarus(tmp_path):
 def test_stalls_change_cycles_not_outputs(tmp_path):
     spec = load_spec("tile8")
     rng = np.random.default_rng(11)
-    layer = random_layer(spec, "stalled", 24, 32, 0.6, rng)
+    layer = image_layer(spec, "stalled", 24, 32, 0.6, rng)
     x = activations(rng, layer, 12)
     calm = run_cases(tmp_path / "calm", spec, [(layer, x)])
     stalled = run_cases(tmp_path / "stalled", spec, [(layer, x)], seed=5, stall_weights=96, stall_out=96)
@@ -122,7 +104,7 @@ def test_real_minilm_layer_pruned_to_blocks(tmp_path):
 def test_sim_cli_on_an_image(tmp_path, capsys):
     spec = load_spec("tile8")
     rng = np.random.default_rng(5)
-    layers = [random_layer(spec, "enc.0.q", 16, 24, 0.5, rng), random_layer(spec, "enc.0.o", 24, 16, 0.5, rng)]
+    layers = [image_layer(spec, "enc.0.q", 16, 24, 0.5, rng), image_layer(spec, "enc.0.o", 24, 16, 0.5, rng)]
     image = tmp_path / "tiny.bfim"
     write_image(image, layers, spec)
     status = main(["sim", str(image), "--spec", "tile8", "--tokens", "4", "--json", "--work-dir",
@@ -144,7 +126,7 @@ def test_relative_work_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = load_spec("tile8")
     rng = np.random.default_rng(17)
-    layer = random_layer(spec, "rel", 16, 16, 0.5, rng)
+    layer = image_layer(spec, "rel", 16, 16, 0.5, rng)
     write_image("rel.bfim", [layer], spec)
     rtl = RtlSimulator(spec, work_dir="build/rtl")
     with rtl.serve() as server:
@@ -157,7 +139,7 @@ def test_relative_work_dir(tmp_path, monkeypatch):
 def test_server_keeps_one_simulator_for_many_calls(tmp_path):
     spec = load_spec("tile8")
     rng = np.random.default_rng(13)
-    layers = [random_layer(spec, f"l{i}", 16, 24, 0.6, rng) for i in range(2)]
+    layers = [image_layer(spec, f"l{i}", 16, 24, 0.6, rng) for i in range(2)]
     image = tmp_path / "two.bfim"
     write_image(image, layers, spec)
     rtl = RtlSimulator(spec, work_dir=tmp_path / "rtl")
@@ -228,7 +210,7 @@ def test_randomized_regression(tmp_path, spec, seed):
     cases = []
     for density in (1.0, 0.5, 0.1, 0.0):
         for n_tokens in (1, 7, spec.buffers.max_tokens):
-            layer = random_layer(spec, f"d{int(density * 100)}_n{n_tokens}", out_features, in_features, density,
+            layer = image_layer(spec, f"d{int(density * 100)}_n{n_tokens}", out_features, in_features, density,
                                  rng, big_bias=density == 0.5)
             cases.append((layer, activations(rng, layer, n_tokens)))
     stalls = {"stall_weights": 64, "stall_out": 64} if seed % 2 == 0 else {}
@@ -244,7 +226,7 @@ def test_randomized_regression(tmp_path, spec, seed):
 def test_verilator_matches_icarus(tmp_path):
     spec = load_spec("tile8")
     rng = np.random.default_rng(21)
-    layer = random_layer(spec, "v", 40, 48, 0.5, rng)
+    layer = image_layer(spec, "v", 40, 48, 0.5, rng)
     x = activations(rng, layer, 16)
     icarus = run_cases(tmp_path / "i", spec, [(layer, x)])
     verilator = run_cases(tmp_path / "v", spec, [(layer, x)], simulator="verilator")
@@ -258,8 +240,8 @@ def test_back_to_back_layers_without_reset(tmp_path):
     started right after the previous one's done, must all be bit-exact and cycle-exact."""
     spec = load_spec("tile8")
     rng = np.random.default_rng(21)
-    a = random_layer(spec, "a", 32, 48, 0.6, rng)
-    b = random_layer(spec, "b", 24, 32, 0.4, rng, empty_rows=(1,))
+    a = image_layer(spec, "a", 32, 48, 0.6, rng)
+    b = image_layer(spec, "b", 24, 32, 0.4, rng, empty_rows=(1,))
     xa, xb = activations(rng, a, 16), activations(rng, b, 9)
     jobs = [(a, xa), (a, xa), (b, xb), (a, xa)]
     image = tmp_path / "two.bfim"
@@ -289,7 +271,7 @@ def test_bandwidth_limited_weight_memory_cycle_exact(tmp_path):
     rng = np.random.default_rng(3)
     cases = []
     for density, n_tokens in ((1.0, 4), (0.5, 30), (0.3, 64), (0.6, 1)):
-        layer = random_layer(spec, f"d{int(density * 100)}_n{n_tokens}", 35, 31, density, rng,
+        layer = image_layer(spec, f"d{int(density * 100)}_n{n_tokens}", 35, 31, density, rng,
                              empty_rows=(1,) if n_tokens == 1 else ())
         cases.append((layer, activations(rng, layer, n_tokens)))
     run = run_cases(tmp_path, spec, cases)
