@@ -156,6 +156,7 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
     torch.set_num_threads(args.threads)
     from blockforge.prune.pipeline import PruneConfig, prune_model, save_pruned
     from blockforge.prune.schedule import Schedule
+    from blockforge.spec import load_spec
 
     budget = budget_of(args)
     rows_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +214,7 @@ def run_task(task, work, rows_dir, budget, common, schedules, PruneConfig, prune
                "accuracy": rep["metrics"]["dense"]["accuracy"], "steps": rep["phases"]["dense"]["steps"]}
     else:
         pipeline_method, extra, _ = METHODS[method]
-        config = PruneConfig(model=str(dense_dir), method=pipeline_method, spec=task["spec"],
+        config = PruneConfig(model=str(dense_dir), method=pipeline_method, spec=load_spec(task["spec"]),
                              sparsity=task["sparsity"], seed=seed, schedule=schedules[method], evaluate_dense=False,
                              checkpoint_dir=str(ckpt), allocation=budget["allocation"], **extra, **common)
         rep = prune_model(config).report

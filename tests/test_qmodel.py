@@ -94,7 +94,7 @@ def test_pruned_blocks_are_not_stored():
         linear.weight[0:8, 8:16] = 0.0           # one 8x8 block
         linear.weight[16:24, :] = 0.0            # a whole block row...
         linear.bias[16:24] = torch.linspace(-0.5, 0.5, 8)   # ...whose outputs are then its bias
-    quantized = quantize_model(model, "tile8", random_batches(seed))
+    quantized = quantize_model(model, load_spec("tile8"), random_batches(seed))
     layer = quantized.layer(name)
     mask = layer.block_mask()
     assert not mask[0, 1] and not mask[2].any() and mask.sum() == mask.size - 1 - mask.shape[1]
@@ -140,9 +140,9 @@ def test_calibration_recipe_picks_input_and_output_calibrators():
     seed = 13
     model = tiny_bert(seed)
     batches = random_batches(seed)
-    mixed = quantize_model(model, "tile8", batches, calibrator="max/percentile")
-    plain_max = quantize_model(model, "tile8", batches, calibrator="max")
-    plain_pct = quantize_model(model, "tile8", batches, calibrator="percentile")
+    mixed = quantize_model(model, load_spec("tile8"), batches, calibrator="max/percentile")
+    plain_max = quantize_model(model, load_spec("tile8"), batches, calibrator="max")
+    plain_pct = quantize_model(model, load_spec("tile8"), batches, calibrator="percentile")
     for a, b, c in zip(mixed.layers, plain_max.layers, plain_pct.layers):
         assert a.scale_in == b.scale_in and a.scale_out == c.scale_out
     assert mixed.calibration["input_calibrator"] == "max" and mixed.calibration["output_calibrator"] == "percentile"

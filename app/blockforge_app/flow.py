@@ -266,7 +266,7 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
         if pruned_dir.exists():
             shutil.rmtree(pruned_dir)
         schedule = Schedule(**{f.name: sched[f.name] for f in dataclasses.fields(Schedule)})
-        result = run_pruning(PruneConfig(model=config.model, task=config.task, spec=spec.source, sparsity=config.sparsity,
+        result = run_pruning(PruneConfig(model=config.model, task=config.task, spec=spec, sparsity=config.sparsity,
                                          method=config.method, schedule=schedule, seed=config.seed,
                                          max_length=config.max_length, train_size=sched["train_size"],
                                          dev_size=sched["dev_size"], distill=config.resolved_distill,

@@ -27,7 +27,7 @@ class LayerJob:
 
 @dataclass(frozen=True)
 class Session:
-    spec: str                   # spec file path (or shipped name)
+    spec: dict[str, Any]        # the spec as plain data (Spec.to_dict); the bench rebuilds the Spec from it
     jobs: tuple[LayerJob, ...]
     hexdir: str                 # where the bench writes the $readmemh files before each job
     results: str                # JSON file the bench writes
@@ -37,6 +37,7 @@ class Session:
     max_report: int = 5         # mismatching elements listed per job
     requests: str | None = None   # serve mode: FIFO of job lines from the host
     responses: str | None = None  # serve mode: FIFO of result lines to the host
+    spec_source: str = "<dict>"   # where the spec came from, for messages (Spec.source)
 
     def save(self, path: Path) -> Path:
         data = asdict(self)

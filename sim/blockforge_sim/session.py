@@ -1,7 +1,7 @@
 """Host side of RTL simulation: build the engine's Verilog once per spec and simulator, then run layer
 jobs through the cocotb bench (:mod:`.tb_engine`) and read back results and outputs.
 
-    rtl = RtlSimulator("tile8", work_dir="build/rtl")
+    rtl = RtlSimulator(load_spec("tile8"), work_dir="build/rtl")
     run = rtl.run_layers(image_path, [("bert.encoder.layer.0.attention.self.query", x_q)])
     run.results[0].mismatches  # 0
 
@@ -24,14 +24,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import yaml
-
-from blockforge.errors import SpecError
 from blockforge.hexfiles import read_outputs
 from blockforge.image import read_image, write_image
 from blockforge.layer import BlockSparseLayer
 from blockforge.progress import elapsed
-from blockforge.spec import Spec, load_spec
+from blockforge.spec import Spec
 from blockforge_hw.verilog import SIM_TOP_MODULE, write_verilog
 
 from . import runner
@@ -67,9 +64,9 @@ class SessionRun:
 class RtlSimulator:
     """One compiled simulation of ``bf_sim_top`` for ``spec`` on ``simulator``."""
 
-    def __init__(self, spec: Spec | str, *, simulator: str = "icarus", work_dir: str | Path = "build/rtl",
+    def __init__(self, spec: Spec, *, simulator: str = "icarus", work_dir: str | Path = "build/rtl",
                  waves: bool = False, progress: bool = True):
-        self.spec = load_spec(spec)
+        self.spec = spec
         self.simulator = simulator
         self.waves = waves
         self.progress = progress        # the compile (tens of seconds on Verilator) shows its elapsed time
@@ -113,8 +110,8 @@ class RtlSimulator:
         built = self.build()
         run_dir = self._new_run_dir()
         layer_jobs = _prepare_jobs(run_dir, image, jobs, check_cycles)
-        session = Session(self._spec_ref(), tuple(layer_jobs), str(run_dir / "hex"), str(run_dir / "results.json"),
-                          seed=seed, stall_weights=stall_weights, stall_out=stall_out)
+        session = Session(self.spec.to_dict(), tuple(layer_jobs), str(run_dir / "hex"), str(run_dir / "results.json"),
+                          seed=seed, stall_weights=stall_weights, stall_out=stall_out, spec_source=self.spec.source)
         t0 = time.perf_counter()
         try:
             self._simulate(built, session, run_dir)
@@ -139,21 +136,6 @@ class RtlSimulator:
         run_dir = self.work_dir / "runs" / f"{next(self._counter):04d}-{time.time_ns() % 10**9}"
         (run_dir / "hex").mkdir(parents=True, exist_ok=True)
         return run_dir
-
-    def _spec_ref(self) -> str:
-        """A path or shipped name the bench can load the spec from (specs built in memory are written out)."""
-        # absolute: the simulator runs in another folder (a relative path would name a file there)
-        if Path(self.spec.source).is_file():
-            return str(Path(self.spec.source).resolve())
-        try:
-            if load_spec(self.spec.name) == self.spec:
-                return self.spec.name
-        except SpecError:
-            pass
-        path = self.work_dir / "spec.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.spec.to_dict(), sort_keys=False))
-        return str(path.resolve())
 
     def _simulate(self, built, session: Session, run_dir: Path) -> None:
         hexdir = Path(session.hexdir)
@@ -213,9 +195,9 @@ class RtlServer:
         requests, responses = self.run_dir / "requests.fifo", self.run_dir / "responses.fifo"
         os.mkfifo(requests)
         os.mkfifo(responses)
-        self.session = Session(rtl._spec_ref(), (), str(self.run_dir / "hex"), str(self.run_dir / "results.json"),
+        self.session = Session(rtl.spec.to_dict(), (), str(self.run_dir / "hex"), str(self.run_dir / "results.json"),
                                seed=seed, stall_weights=stall_weights, stall_out=stall_out,
-                               requests=str(requests), responses=str(responses))
+                               requests=str(requests), responses=str(responses), spec_source=rtl.spec.source)
         self._error: BaseException | None = None
 
         def simulate():

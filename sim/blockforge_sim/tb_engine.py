@@ -24,7 +24,7 @@ import numpy as np
 
 from blockforge.hexfiles import write_hex
 from blockforge.image import read_image
-from blockforge.spec import load_spec
+from blockforge.spec import spec_from_dict
 
 from .checker import LayerChecker
 from .driver import CLOCK_NS, EngineDriver
@@ -42,7 +42,7 @@ class Bench:
 
     def __init__(self, dut, session: Session):
         self.session = session
-        self.spec = load_spec(session.spec)
+        self.spec = spec_from_dict(session.spec, source=session.spec_source)
         self.driver = EngineDriver(dut)
         self.monitor = CompletionMonitor(dut, CLOCK_NS)
         self.checker = LayerChecker(self.spec, session.max_report)

@@ -2,7 +2,7 @@
 
 One function for the ``export`` command and the end-to-end flow::
 
-    result = export_model("out/pruned", "tile8", task, calib=256, output="out/model.bfim")
+    result = export_model("out/pruned", load_spec("tile8"), task, calib=256, output="out/model.bfim")
     result.quantized.layers      # the BlockSparseLayers written
     result.metadata              # what the image's info section records
 
@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 from .errors import UsageError
 from .quant import DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE
-from .spec import Spec, load_spec
+from .spec import Spec
 
 __all__ = ["DEFAULT_CALIB", "ExportResult", "calibration_batches", "export_model"]
 
@@ -43,7 +43,7 @@ def calibration_batches(tokenizer, examples: Sequence, *, max_length: int, batch
         yield split.collate(order[i:i + batch_size], regression)
 
 
-def export_model(model: Any, spec: Spec | str, task: Any, *, tokenizer: Any = None, calib: int = DEFAULT_CALIB,
+def export_model(model: Any, spec: Spec, task: Any, *, tokenizer: Any = None, calib: int = DEFAULT_CALIB,
                  calibrator: str = DEFAULT_CALIBRATOR, percentile: float = DEFAULT_PERCENTILE,
                  max_length: int = 64, batch_size: int = 32, output: str | Path | None = None,
                  model_source: str | None = None) -> ExportResult:
@@ -60,7 +60,6 @@ def export_model(model: Any, spec: Spec | str, task: Any, *, tokenizer: Any = No
     for value, flag in ((calib, "calib"), (max_length, "max-length"), (batch_size, "batch-size")):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise UsageError(f"--{flag} must be a positive integer, got {value!r}")
-    spec = load_spec(spec)
     if isinstance(task, str):
         task = load_task(task)
     if isinstance(model, (str, Path)):

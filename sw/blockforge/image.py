@@ -41,7 +41,7 @@ import numpy as np
 from .errors import ImageError, SpecError
 from .fsutil import atomic_write
 from .layer import BlockSparseLayer
-from .spec import MAX_SHIFT, Spec, load_spec, spec_from_dict
+from .spec import MAX_SHIFT, Spec, spec_from_dict
 
 __all__ = [
     "ALIGNMENT",
@@ -239,7 +239,6 @@ def _layer_payloads(layer: BlockSparseLayer) -> list[bytes]:
 
 def _encode_chunks(layers: Sequence[BlockSparseLayer], spec: Spec, metadata: dict | None) -> list[bytes]:
     """The file as a list of byte strings (header first), padding included."""
-    spec = load_spec(spec)
     layers = list(layers)
     names: list[bytes] = []
     seen: set[str] = set()
@@ -300,7 +299,7 @@ def _encode_chunks(layers: Sequence[BlockSparseLayer], spec: Spec, metadata: dic
     return chunks
 
 
-def encode_image(layers: Sequence[BlockSparseLayer], spec: Spec | str, metadata: dict | None = None) -> bytes:
+def encode_image(layers: Sequence[BlockSparseLayer], spec: Spec, metadata: dict | None = None) -> bytes:
     """The ``.bfim`` bytes of ``layers`` for ``spec``. Raises ImageError for a layer the spec cannot hold."""
     return b"".join(_encode_chunks(layers, spec, metadata))
 
@@ -312,7 +311,7 @@ def _atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
         raise ImageError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-def write_image(path: str | os.PathLike, layers: Sequence[BlockSparseLayer], spec: Spec | str,
+def write_image(path: str | os.PathLike, layers: Sequence[BlockSparseLayer], spec: Spec,
                 metadata: dict | None = None) -> Path:
     """Write ``layers`` as a ``.bfim`` file for ``spec`` atomically (temp file + rename); return the path.
 
@@ -484,17 +483,16 @@ class _Reader:
         return layer
 
 
-def decode_image(data: bytes | bytearray | memoryview, spec: Spec | str | None = None,
+def decode_image(data: bytes | bytearray | memoryview, spec: Spec | None = None,
                  source: str = "<bytes>") -> Image:
     """Decode ``.bfim`` bytes. With ``spec``, the image must have been built for it (same digest).
 
     Raises ImageError (one line naming ``source`` and the offset or section) for any defect.
     """
-    expected = load_spec(spec) if spec is not None else None
-    return _Reader(data, source).decode(expected)
+    return _Reader(data, source).decode(spec)
 
 
-def read_image(path: str | os.PathLike, spec: Spec | str | None = None) -> Image:
+def read_image(path: str | os.PathLike, spec: Spec | None = None) -> Image:
     """Read and fully verify a ``.bfim`` file (see :func:`decode_image`).
 
     The layers' tile arrays are views into one buffer holding the file (no second copy).

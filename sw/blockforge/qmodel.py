@@ -31,7 +31,7 @@ from .errors import UsageError
 from .layer import BlockSparseLayer
 from .quant import (DEFAULT_CALIBRATOR, DEFAULT_PERCENTILE, ActivationObserver, parse_calibrator,
                     quantize_linear, quantize_tensor)
-from .spec import Numerics, Spec, load_spec
+from .spec import Numerics, Spec
 
 __all__ = [
     "Backend",
@@ -182,7 +182,7 @@ class QuantizedModel:
         raise UsageError(f"no quantized layer named {name!r}")
 
 
-def quantize_model(model: nn.Module, spec: Spec | str, batches: Iterable[Mapping[str, Any]], *,
+def quantize_model(model: nn.Module, spec: Spec, batches: Iterable[Mapping[str, Any]], *,
                    calibrator: str = DEFAULT_CALIBRATOR, percentile: float = DEFAULT_PERCENTILE,
                    names: Sequence[str] | None = None) -> QuantizedModel:
     """Calibrate ``model`` on ``batches`` and quantize its prunable linears (or ``names``) for ``spec``.
@@ -196,7 +196,6 @@ def quantize_model(model: nn.Module, spec: Spec | str, batches: Iterable[Mapping
     """
     from .prune.roles import find_prunable_linears
 
-    spec = load_spec(spec)
     input_calibrator, output_calibrator = parse_calibrator(calibrator)
     found = find_prunable_linears(model)
     roles = {p.name: p.role for p in found}
@@ -227,7 +226,7 @@ def quantize_model(model: nn.Module, spec: Spec | str, batches: Iterable[Mapping
                                                 "layers": details})
 
 
-def integer_model(model: nn.Module, quantized: QuantizedModel | Sequence[BlockSparseLayer], spec: Spec | str | None = None,
+def integer_model(model: nn.Module, quantized: QuantizedModel | Sequence[BlockSparseLayer], spec: Spec | None = None,
                   *, backend: Backend | None = None, recorder: Callable | None = None,
                   copy_model: bool = True) -> nn.Module:
     """``model`` (a deep copy unless ``copy_model=False``) with each quantized linear replaced by a
@@ -237,7 +236,7 @@ def integer_model(model: nn.Module, quantized: QuantizedModel | Sequence[BlockSp
     else:
         if spec is None:
             raise UsageError("integer_model: pass the spec with a list of layers")
-        spec, layers = load_spec(spec), list(quantized)
+        layers = list(quantized)
     target = copy.deepcopy(model) if copy_model else model
     modules = dict(target.named_modules())
     for layer in layers:

@@ -507,10 +507,8 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
         f"{name_or_path}: not a spec file and not a shipped spec (shipped: {', '.join(shipped_spec_names())})")
 
 
-def load_spec(name_or_path: str | Path | Spec) -> Spec:
-    """Load and validate a spec by shipped name or file path. A :class:`Spec` is returned unchanged."""
-    if isinstance(name_or_path, Spec):
-        return name_or_path
+def load_spec(name_or_path: str | Path) -> Spec:
+    """Load and validate a spec by shipped name or file path (at the edge: the CLI, the flow, a bench)."""
     path = resolve_spec_path(name_or_path)
     source = str(name_or_path) if not Path(name_or_path).is_file() else str(path)
     data = load_yaml(path, error=SpecError, source=source, what="spec file")

@@ -110,8 +110,9 @@ def _export(args: argparse.Namespace) -> None:
 
 def _inspect(args: argparse.Namespace) -> None:
     from blockforge.image import manifest, read_image
+    from blockforge.spec import load_spec
 
-    image = read_image(args.image, args.spec)
+    image = read_image(args.image, load_spec(args.spec) if args.spec else None)
     data = manifest(image)
     if args.json:
         json.dump(data, sys.stdout, sort_keys=True)

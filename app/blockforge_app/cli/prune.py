@@ -79,6 +79,7 @@ def _prune(args: argparse.Namespace) -> None:
     from blockforge.fsutil import check_output
     from blockforge.prune.pipeline import PruneConfig, run_pruning
     from blockforge.prune.schedule import Schedule, check_sparsity
+    from blockforge.spec import load_spec
 
     check_sparsity(args.sparsity, "--sparsity")
     out = Path(args.output)
@@ -107,7 +108,7 @@ def _prune(args: argparse.Namespace) -> None:
                  if on is not None and on is not False]
         if given:
             raise UsageError(f"{given[0]}: a prox switch, not used by --regularizer paper")
-    config = PruneConfig(model=args.model, task=args.task, spec=args.spec, sparsity=args.sparsity,
+    config = PruneConfig(model=args.model, task=args.task, spec=load_spec(args.spec), sparsity=args.sparsity,
                          method=args.method, ratios=args.ratios, schedule=Schedule(**overrides), seed=args.seed,
                          batch_size=args.batch_size, max_length=args.max_length, train_size=args.train_size,
                          dev_size=args.dev_size, distill=args.distill, threads=args.threads,
@@ -145,7 +146,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     from blockforge.data import load_task
     from blockforge.models import load_model, load_tokenizer
     from blockforge.prune.evaluation import block_sparsity, evaluate
+    from blockforge.spec import load_spec
 
+    spec = load_spec(args.spec) if args.spec else None
     if args.threads:
         torch.set_num_threads(args.threads)
     task = load_task(args.task, dev_size=args.dev_size)
@@ -153,7 +156,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     metrics = evaluate(model, task, tokenizer=load_tokenizer(args.model), max_length=args.max_length)
     out = {"model": args.model, "task": task.name, "dev_examples": len(task.dev), "metrics": metrics}
     if args.spec:
-        layers = block_sparsity(model, args.spec)
+        layers = block_sparsity(model, spec)
         blocks = sum(v["blocks"] for v in layers.values())
         out["zero_block_fraction"] = sum(v["zero_blocks"] for v in layers.values()) / blocks
     print(json.dumps(out))

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..data import Task, load_task
-from ..spec import load_spec
+from ..spec import Spec
 from .criterion import block_norms
 from .pattern import prunable_layers
 
@@ -38,9 +38,8 @@ def evaluate(model: Any, task: Task | str, *, tokenizer: Any = None, batch_size:
 
 
 @torch.no_grad()
-def block_sparsity(model: Any, spec: Any) -> dict[str, dict[str, int | float]]:
-    """Per prunable layer: blocks, all-zero blocks and their fraction under ``spec`` (name or Spec)."""
-    spec = load_spec(spec)
+def block_sparsity(model: Any, spec: Spec) -> dict[str, dict[str, int | float]]:
+    """Per prunable layer: blocks, all-zero blocks and their fraction under ``spec``."""
     out = {}
     for layer in prunable_layers(model, spec):
         norms = block_norms(layer.weight, layer.layout)

@@ -41,7 +41,7 @@ import torch
 from ..errors import UsageError
 from ..fsutil import new_dir_mode
 from ..resume import fingerprint, read_record, write_record
-from ..spec import DEFAULT_SPEC, load_spec
+from ..spec import DEFAULT_SPEC, Spec, load_spec
 from .criterion import block_norms
 from .masking import lowest_blocks_mask, pruned_block_counts, zero_block_counts
 from .options import ALLOCATIONS, DEVICES, METHODS, REGULARIZERS
@@ -68,7 +68,7 @@ class PruneConfig:
     """Everything one pruning run depends on.
 
     model: ``default``, a local HF folder or hub:NAME (Hugging Face Hub). task: see :func:`blockforge.data.load_task`.
-    spec: shipped spec name or YAML path. sparsity: target block sparsity in [0, 1) of every prunable
+    spec: the :class:`~blockforge.spec.Spec` (parsed by the caller; default the shipped DEFAULT_SPEC). sparsity: target block sparsity in [0, 1) of every prunable
     layer (``allocation="uniform"``) or of all prunable weights together, spread over the layers by a
     global ranking of normalized block norms (``"global"``), unless ``ratios`` names a YAML ratios file
     (:mod:`.schedule`). regularizer: ``prox`` or ``paper`` (bsp only); lambda_file: YAML of fixed λ per
@@ -85,7 +85,7 @@ class PruneConfig:
 
     model: str = "default"
     task: str = "default"
-    spec: str = DEFAULT_SPEC
+    spec: Spec = field(default_factory=lambda: load_spec(DEFAULT_SPEC))
     sparsity: float = 0.5
     method: str = "bsp"
     ratios: str | None = None
@@ -109,6 +109,8 @@ class PruneConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.spec, Spec):
+            raise TypeError(f"PruneConfig.spec: expected a Spec (load_spec at the edge), got {type(self.spec).__name__}")
         check_sparsity(self.sparsity)
         for name, value, known in (("method", self.method, METHODS), ("regularizer", self.regularizer, REGULARIZERS),
                                    ("allocation", self.allocation, ALLOCATIONS), ("device", self.device, DEVICES)):
@@ -128,7 +130,9 @@ class PruneConfig:
             raise UsageError(f"distill-alpha: must be in [0, 1], not {self.distill_alpha!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data; the spec as its source (shipped name or path), as the report and resume fingerprint
+        record it."""
+        return {**dataclasses.asdict(self), "spec": self.spec.source}
 
 
 @dataclass
@@ -194,7 +198,7 @@ def prune_model(config: PruneConfig) -> PruneResult:
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    spec = load_spec(config.spec)
+    spec = config.spec
     task = load_task(config.task, train_size=config.train_size, dev_size=config.dev_size)
     accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu")
     set_seed(config.seed)
