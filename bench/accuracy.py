@@ -156,7 +156,6 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
     torch.set_num_threads(args.threads)
     from blockforge.prune.pipeline import PruneConfig, prune_model, save_pruned
     from blockforge.prune.schedule import Schedule
-    from blockforge.spec import load_spec
 
     budget = budget_of(args)
     rows_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +196,8 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
 
 
 def run_task(task, work, rows_dir, budget, common, schedules, PruneConfig, prune_model, save_pruned) -> None:
+    from blockforge.spec import load_spec
+
     seed, method = task["seed"], task["method"]
     dense_dir = work / f"dense_seed{seed}"
     ckpt = work / "ckpt" / task["key"]

@@ -372,7 +372,7 @@ class Spec:
         if not integer or not 1 <= int(n_tokens) <= limit:
             kind = "" if integer else "an integer "
             raise UsageError(f"{what} must be {kind}in [1, {limit}] (buffers.max_tokens of spec {self.name}), "
-                             f"got {_short(n_tokens)}")
+                             f"got {shown(n_tokens)}")
         return int(n_tokens)
 
     def tiles(self, out_features: int, in_features: int) -> bool:
