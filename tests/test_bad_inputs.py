@@ -3,6 +3,7 @@ type, fast and small, whatever the file holds. Images have their own fuzzing in 
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -84,15 +85,20 @@ def test_ratios_and_lambda_files_use_the_strict_loader(tmp_path):
     assert "lambda must be a number in [0, 1000]" in _one_line(info)
 
 
-def test_relative_spec_path_reaches_the_simulator_as_an_absolute_path(tmp_path, monkeypatch):
+def test_a_relative_spec_path_reaches_the_simulator_as_data(tmp_path, monkeypatch):
+    """The simulator runs in another folder: the bench gets the spec itself (Spec.to_dict), not a path."""
+    from blockforge.spec import spec_from_dict
     from blockforge_sim.session import RtlSimulator
 
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "mine.yaml").write_text(TILE8.replace("name: tile8", "name: mine"))
     monkeypatch.chdir(tmp_path)
-    session = RtlSimulator(load_spec("specs/mine.yaml"), work_dir="wd")
-    ref = session._spec_ref()
-    assert ref == str((tmp_path / "specs" / "mine.yaml").resolve())
+    spec = load_spec("specs/mine.yaml")
+    session = RtlSimulator(spec, work_dir="wd")
+    assert session.work_dir.is_absolute()
+    data = json.loads(json.dumps(spec.to_dict()))         # what the session file carries
+    monkeypatch.chdir(tmp_path / "specs")                 # elsewhere: no path left to resolve
+    assert spec_from_dict(data, source=spec.source) == spec
 
 
 # --------------------------------------------------------------------------------------------------

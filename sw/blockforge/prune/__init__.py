@@ -10,7 +10,8 @@ norm), :mod:`.regularizer` (reweighted group Lasso + proximal group soft-thresho
 The API other stages call::
 
     from blockforge.prune import PruneConfig, run_pruning, DEMO_SCHEDULE
-    result = run_pruning(PruneConfig(model="default", task="default", spec="tile8", sparsity=0.5,
+    from blockforge.spec import load_spec
+    result = run_pruning(PruneConfig(model="default", task="default", spec=load_spec("tile8"), sparsity=0.5,
                                      schedule=DEMO_SCHEDULE, train_size=1000, dev_size=500), "out/pruned")
     result.report["metrics"]["final"]          # {"accuracy": ..., "f1": ...}
 

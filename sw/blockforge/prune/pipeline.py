@@ -68,7 +68,8 @@ class PruneConfig:
     """Everything one pruning run depends on.
 
     model: ``default``, a local HF folder or hub:NAME (Hugging Face Hub). task: see :func:`blockforge.data.load_task`.
-    spec: the :class:`~blockforge.spec.Spec` (parsed by the caller; default the shipped DEFAULT_SPEC). sparsity: target block sparsity in [0, 1) of every prunable
+    spec: the :class:`~blockforge.spec.Spec` (parsed by the caller; default the shipped DEFAULT_SPEC).
+    sparsity: target block sparsity in [0, 1) of every prunable
     layer (``allocation="uniform"``) or of all prunable weights together, spread over the layers by a
     global ranking of normalized block norms (``"global"``), unless ``ratios`` names a YAML ratios file
     (:mod:`.schedule`). regularizer: ``prox`` or ``paper`` (bsp only); lambda_file: YAML of fixed λ per
