@@ -1,7 +1,7 @@
 """Benchmark: the cycle model on whole BERT-base and BERT-large sized images (synthetic block masks at
 50% block sparsity), for tile8 and row1x96. Prints one JSON line: per image and spec, block rows,
 seconds for the sparse cycle counts alone (``layer_cycles`` per layer) and for the full report
-(``perf.estimate_layers``: sparse + dense baseline + derived figures), best of ``--repeat``.
+(``model_estimate.estimate_layers``: sparse + dense baseline + derived figures), best of ``--repeat``.
 
     .venv/bin/python bench/estimator_speed.py [--repeat 5] [--tokens 64]
 """
@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from blockforge.estimate import layer_cycles
-from blockforge.perf import LayerShape, estimate_layers
+from blockforge.model_estimate import LayerShape, estimate_layers
 from blockforge.spec import load_spec
 
 MODELS = {"bert-base": (12, 768, 3072), "bert-large": (24, 1024, 4096)}

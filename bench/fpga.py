@@ -35,7 +35,7 @@ from pathlib import Path
 from blockforge.clock import default_report_path, engine_clock
 from blockforge.errors import BlockforgeError
 from blockforge.fsutil import atomic_write
-from blockforge.perf import estimate_layers
+from blockforge.model_estimate import estimate_layers
 from blockforge.spec import load_spec, shipped_spec_names
 
 ROOT = Path(__file__).resolve().parents[1]

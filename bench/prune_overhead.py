@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     from blockforge.models import load_model, load_tokenizer
     from blockforge.prune.pattern import prunable_layers
     from blockforge.prune.regularizer import ReweightedGroupLasso, adam_block_scale
-    from blockforge.prune.training import Batches, tokenize
+    from blockforge.batches import Batches, tokenize
     from blockforge.spec import load_spec
 
     task = load_task("default", train_size=2000, dev_size=2)

@@ -22,7 +22,8 @@ import torch
 from blockforge import reference
 from blockforge.data import load_task
 from blockforge.models import load_model, load_tokenizer
-from blockforge.prune.training import evaluate_model, tokenize
+from blockforge.batches import tokenize
+from blockforge.prune.training import evaluate_model
 from blockforge.qmodel import Recorder, integer_model, quantize_model
 from blockforge.spec import load_spec
 

@@ -62,9 +62,9 @@ def model_batch(simulator: str, work: Path, examples: int) -> dict:
     from blockforge.data import load_task
     from blockforge.export import export_model
     from blockforge.models import load_model, load_tokenizer
-    from blockforge.perf import block_mask_of
+    from blockforge.model_estimate import block_mask_of
     from blockforge.prune.roles import find_prunable_linears
-    from blockforge.prune.training import tokenize
+    from blockforge.batches import tokenize
     from blockforge.qmodel import integer_model
 
     spec = load_spec("tile8")

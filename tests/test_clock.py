@@ -72,7 +72,7 @@ def test_resolve_reads_the_given_or_the_default_report(tmp_path):
 def test_estimate_layers_prices_time_at_the_clock_it_is_given():
     import numpy as np
 
-    from blockforge.perf import LayerShape, estimate_layers, format_table
+    from blockforge.model_estimate import LayerShape, estimate_layers, format_table
 
     spec = load_spec("tile8")
     layers = [LayerShape("l0", np.eye(4, dtype=bool), 32, 32)]

@@ -1,4 +1,4 @@
-"""Whole-model estimates (blockforge.perf), the estimate/report commands, and their bad inputs."""
+"""Whole-model estimates (blockforge.model_estimate), the estimate/report commands, and their bad inputs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from blockforge_app.cli import main
 from blockforge.estimate import estimate_layer
 from blockforge.image import write_image
 from blockforge.layer import BlockSparseLayer
-from blockforge.perf import LayerShape, block_mask_of, estimate_layers, masks_from_weights
+from blockforge.model_estimate import LayerShape, block_mask_of, estimate_layers, masks_from_weights
 from blockforge.spec import load_spec
 
 

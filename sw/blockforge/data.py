@@ -1,7 +1,7 @@
 """Task loaders: GLUE tasks in their standard TSV form, the default offline task ``tweets``, and users' own
 files (:mod:`blockforge.filetasks`: ``csv:`` / ``tsv:`` / ``json:`` / ``jsonl:`` / ``hf:``).
 
-``load_task(spec)`` takes ``default`` / ``tweets``, ``<glue task>:<dir>`` (``sst2:/data/SST-2``) or
+``load_task(task)`` takes ``default`` / ``tweets``, ``<glue task>:<dir>`` (``sst2:/data/SST-2``) or
 ``<format>:<path>[?options]`` (``csv:reviews.csv?text=review&label=stars``) and returns a frozen :class:`Task`: train and dev examples, labels, and the task's GLUE metrics. A missing
 or garbled data file raises :class:`DataError` with one line naming the file (and line).
 
@@ -138,7 +138,7 @@ class Task:
 # --------------------------------------------------------------------------------------------------
 # Loading.
 
-def load_task(spec: str, *, train_size: int | None = None, dev_size: int | None = None,
+def load_task(task: str, *, train_size: int | None = None, dev_size: int | None = None,
               seed: int = TWEETS_SEED) -> Task:
     """A task by name: ``default``/``tweets`` [``tweets:CSV``], ``<glue task>:<dir>`` or a file task
     (``csv:PATH``, ``tsv:``, ``json:``, ``jsonl:``, ``hf:DIR``; see :mod:`blockforge.filetasks`).
@@ -149,8 +149,8 @@ def load_task(spec: str, *, train_size: int | None = None, dev_size: int | None 
     """
     for what, size in (("train_size", train_size), ("dev_size", dev_size)):
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise DataError(f"task {spec!r}: {what} must be an integer ≥ 1, got {size!r}")
-    name, _, where = spec.partition(":")
+            raise DataError(f"task {task!r}: {what} must be an integer ≥ 1, got {size!r}")
+    name, _, where = task.partition(":")
     key = _ALIASES.get(name.lower(), name.lower())
     if key in ("default", DEFAULT_TASK):
         return load_tweets(where or None,
@@ -158,13 +158,13 @@ def load_task(spec: str, *, train_size: int | None = None, dev_size: int | None 
                            dev_size=TWEETS_DEV_SIZE if dev_size is None else dev_size, seed=seed)
     from .filetasks import FILE_FORMATS, load_file_task
     if key in FILE_FORMATS:
-        return load_file_task(spec, train_size=train_size, dev_size=dev_size, seed=seed)
+        return load_file_task(task, train_size=train_size, dev_size=dev_size, seed=seed)
     if key in GLUE_TASKS:
         if not where:
-            raise DataError(f"task {spec!r}: give the GLUE data folder as {key}:DIR")
+            raise DataError(f"task {task!r}: give the GLUE data folder as {key}:DIR")
         return load_glue(key, where, train_size=train_size, dev_size=dev_size, seed=seed)
     known = ", ".join(["default", DEFAULT_TASK, *GLUE_TASKS, *(f"{f}:PATH" for f in FILE_FORMATS)])
-    raise DataError(f"task {spec!r}: unknown task (known: {known})")
+    raise DataError(f"task {task!r}: unknown task (known: {known})")
 
 
 def tweets_csv_path() -> Path:

@@ -35,7 +35,7 @@ class ExportResult:
 def calibration_batches(tokenizer, examples: Sequence, *, max_length: int, batch_size: int,
                         regression: bool = False) -> Iterator[dict]:
     """Padded batches of ``examples``, shortest first (little padding)."""
-    from .prune.training import tokenize
+    from .batches import tokenize
 
     split = tokenize(tokenizer, examples, max_length)
     order = sorted(range(len(split)), key=lambda i: len(split.features[i]["input_ids"]))

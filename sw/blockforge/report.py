@@ -96,7 +96,7 @@ def write_report(out_html: str | Path, spec: Spec, layers: Sequence[BlockSparseL
                  fpga: Mapping | None = None) -> list[Path]:
     """Write the HTML report and its PNGs; return the paths written.
 
-    ``rows`` are the per-layer dicts of :func:`blockforge.perf.estimate_layers` (keys ``name``,
+    ``rows`` are the per-layer dicts of :func:`blockforge.model_estimate.estimate_layers` (keys ``name``,
     ``cycles``, ``dense_cycles``, ``utilization``, ``block_sparsity``, ``speedup``), ``totals`` its
     whole-model dict; ``rtl_cycles`` maps layer names to simulated cycles where they exist. ``run`` is the
     end-to-end run's summary (settings, accuracies, compression: the keys of ``blockforge run``'s

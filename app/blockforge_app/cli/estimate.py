@@ -63,7 +63,7 @@ def model_block_shapes(model, spec, what_if_sparsity: float | None = None) -> li
     given — with the pruning package's own criterion and masking."""
     import torch
 
-    from blockforge.perf import LayerShape
+    from blockforge.model_estimate import LayerShape
     from blockforge.prune.criterion import block_norms
     from blockforge.prune.masking import lowest_blocks_mask
     from blockforge.prune.pattern import prunable_layers
@@ -83,7 +83,7 @@ def _estimate(args: argparse.Namespace) -> None:
     from blockforge.clock import resolve_engine_clock
     from blockforge.errors import UsageError
     from blockforge.image import read_image
-    from blockforge.perf import estimate_layers, format_table
+    from blockforge.model_estimate import estimate_layers, format_table
     from blockforge.prune.schedule import check_sparsity
     from blockforge.spec import load_spec
 
@@ -154,7 +154,7 @@ def _report(args: argparse.Namespace) -> None:
     from blockforge.clock import read_fpga_report, resolve_engine_clock
     from blockforge.fsutil import check_output
     from blockforge.image import read_image
-    from blockforge.perf import estimate_layers
+    from blockforge.model_estimate import estimate_layers
     from blockforge.report import write_report
     from blockforge.spec import load_spec
 

@@ -20,7 +20,7 @@ from blockforge.clock import read_fpga_report, resolve_engine_clock
 from blockforge.data import load_task, tweets_csv_path
 from blockforge.fsutil import atomic_write
 from blockforge.image import read_image, write_manifest
-from blockforge.perf import estimate_layers
+from blockforge.model_estimate import estimate_layers
 from blockforge.report import write_report
 from blockforge.resume import contents, fingerprint
 from blockforge.spec import load_spec
@@ -130,10 +130,11 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
 
     # 3. accuracy of the integer path (the golden reference computes every prunable linear)
     def int8_eval() -> dict:
-        from blockforge.prune.training import evaluate_model, tokenize
+        from blockforge.batches import tokenize
+        from blockforge.prune.training import evaluate_model
+        from blockforge.qmodel import integer_model
 
         model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
-        from blockforge.qmodel import integer_model
 
         qmodel = integer_model(model, layers, spec)
         metrics = evaluate_model(qmodel, tokenize(tokenizer, task.dev, config.max_length), task, batch_size=32,
@@ -205,7 +206,7 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
     """Record the real int8 activations each layer sees on dev text, then run every layer on the RTL."""
     import torch
 
-    from blockforge.prune.training import tokenize
+    from blockforge.batches import tokenize
     from blockforge.qmodel import Recorder, integer_model
 
 
@@ -249,7 +250,7 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     import torch
 
 
-    from blockforge.prune.training import tokenize
+    from blockforge.batches import tokenize
     from blockforge.qmodel import integer_model
 
 

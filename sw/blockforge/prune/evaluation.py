@@ -24,7 +24,8 @@ def evaluate(model: Any, task: Task | str, *, tokenizer: Any = None, batch_size:
     :func:`~blockforge.data.load_task`. Raises DataError / UsageError on bad input.
     """
     from ..models import load_model, load_tokenizer
-    from .training import evaluate_model, tokenize
+    from ..batches import tokenize
+    from .training import evaluate_model
 
     if isinstance(task, str):
         task = load_task(task, dev_size=dev_size)

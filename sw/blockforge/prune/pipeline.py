@@ -194,7 +194,8 @@ def prune_model(config: PruneConfig) -> PruneResult:
 
     from ..data import load_task
     from ..models import load_model, load_tokenizer
-    from .training import Batches, evaluate_model, tokenize, train_phase
+    from ..batches import Batches, tokenize
+    from .training import evaluate_model, train_phase
 
     started = time.perf_counter()
     if config.threads:

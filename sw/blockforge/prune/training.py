@@ -1,5 +1,4 @@
-"""The training and evaluation loops the pruning pipeline runs: tokenization, seeded sharded batches,
-AdamW with an optional per-step hook, optional knowledge distillation, and GLUE-metric evaluation.
+"""The training and evaluation loops the pruning pipeline runs (on :mod:`blockforge.batches`): AdamW with an optional per-step hook, optional knowledge distillation, and GLUE-metric evaluation.
 
 A plain loop on top of ``accelerate``: the same code runs in one process or under ``torchrun`` /
 ``accelerate launch`` (gloo on CPU), where every rank takes its own slice of each global batch and the
@@ -8,89 +7,16 @@ gradients are averaged by DDP, so weights (and masks derived from them) stay ide
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import Example, Task, compute_metrics
+from ..batches import Batches, TokenizedSplit
+from ..data import Task, compute_metrics
 
-__all__ = ["Batches", "TokenizedSplit", "evaluate_model", "tokenize", "train_phase"]
-
-
-@dataclass(frozen=True)
-class TokenizedSplit:
-    """Token ids of a split (unpadded, truncated to ``max_length``) and their labels."""
-
-    features: tuple[dict[str, tuple[int, ...]], ...]
-    labels: tuple[float, ...]
-    pad_token_id: int
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def collate(self, indices: Sequence[int], regression: bool) -> dict[str, torch.Tensor]:
-        """A right-padded batch (input_ids, attention_mask[, token_type_ids], labels)."""
-        rows = [self.features[i] for i in indices]
-        width = max(len(r["input_ids"]) for r in rows)
-        batch: dict[str, torch.Tensor] = {}
-        for key in rows[0]:
-            pad = self.pad_token_id if key == "input_ids" else 0
-            batch[key] = torch.tensor([list(r[key]) + [pad] * (width - len(r[key])) for r in rows],
-                                      dtype=torch.long)
-        batch["attention_mask"] = torch.tensor(
-            [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows], dtype=torch.long)
-        labels = [self.labels[i] for i in indices]
-        batch["labels"] = torch.tensor(labels, dtype=torch.float32 if regression else torch.long)
-        return batch
-
-
-def tokenize(tokenizer, examples: Sequence[Example], max_length: int) -> TokenizedSplit:
-    """Tokenize examples (single sentences or pairs) without padding."""
-    firsts = [e.text_a for e in examples]
-    seconds = [e.text_b for e in examples]
-    pair = any(s is not None for s in seconds)
-    encoded = tokenizer(firsts, [s or "" for s in seconds] if pair else None, truncation=True,
-                        max_length=max_length, padding=False)
-    keys = [k for k in ("input_ids", "token_type_ids") if k in encoded]
-    features = tuple({k: tuple(encoded[k][i]) for k in keys} for i in range(len(examples)))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return TokenizedSplit(features, tuple(float(e.label) for e in examples), pad)
-
-
-class Batches:
-    """Seeded, sharded batch indices: epoch e of a phase is a permutation seeded by (seed, phase, e);
-    each global batch of ``batch_size × world`` examples is split so rank r takes the r-th slice."""
-
-    def __init__(self, n_examples: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1):
-        if batch_size < 1:
-            raise ValueError(f"batch size must be positive, not {batch_size!r}")
-        self.n, self.batch_size, self.seed, self.rank, self.world = n_examples, batch_size, seed, rank, world
-        global_batch = batch_size * world
-        self.steps_per_epoch = max(1, n_examples // global_batch)
-        self.per_rank = min(batch_size, n_examples // world) if n_examples < global_batch else batch_size
-
-    def epoch(self, phase: int, epoch: int) -> list[list[int]]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + phase * 10_007 + epoch)
-        perm = torch.randperm(self.n, generator=gen).tolist()
-        out = []
-        for step in range(self.steps_per_epoch):
-            start = step * self.per_rank * self.world + self.rank * self.per_rank
-            out.append(perm[start:start + self.per_rank])
-        return out
-
-    def steps(self, phase: int, n_steps: int):
-        """Yield ``n_steps`` batches of indices, walking through as many epochs as needed."""
-        done = 0
-        for epoch in range(math.ceil(n_steps / self.steps_per_epoch) + 1):
-            for indices in self.epoch(phase, epoch):
-                if done == n_steps:
-                    return
-                yield indices
-                done += 1
+__all__ = ["evaluate_model", "train_phase"]
 
 
 def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Whole-model performance figures built on the cycle model (:mod:`blockforge.estimate`).
+"""The whole-model estimate: every layer priced by the per-layer cycle model (:mod:`blockforge.estimate`).
 
 ``estimate_layers(spec, layers, n_tokens)`` prices every layer of an image (or of a model's block
 masks) and adds the baselines that make the gain of block sparsity visible:
