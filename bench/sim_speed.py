@@ -26,7 +26,7 @@ from blockforge.image import write_image
 from blockforge.spec import load_spec
 from blockforge_hw.testing import random_layer
 from blockforge_sim.runner import available_simulators
-from blockforge_sim.session import RtlBackend, RtlSimulator, summarize
+from blockforge_sim.simulator import RtlBackend, RtlSimulator, summarize
 
 
 def layer_speed(simulator: str, work: Path, repeats: int = 3) -> dict:

@@ -88,7 +88,7 @@ def test_ratios_and_lambda_files_use_the_strict_loader(tmp_path):
 def test_a_relative_spec_path_reaches_the_simulator_as_data(tmp_path, monkeypatch):
     """The simulator runs in another folder: the bench gets the spec itself (Spec.to_dict), not a path."""
     from blockforge.spec import spec_from_dict
-    from blockforge_sim.session import RtlSimulator
+    from blockforge_sim.simulator import RtlSimulator
 
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "mine.yaml").write_text(TILE8.replace("name: tile8", "name: mine"))

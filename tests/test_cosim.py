@@ -19,7 +19,7 @@ from blockforge_app.cli import main
 from blockforge.image import write_image
 from blockforge.spec import load_spec, spec_from_dict
 from blockforge_sim import runner
-from blockforge_sim.session import RtlSimulator
+from blockforge_sim.simulator import RtlSimulator
 from conftest import image_layer
 
 pytestmark = pytest.mark.cosim
@@ -161,7 +161,7 @@ def test_rtl_backend_runs_a_tiny_encoder_with_logits_equal_to_the_integer_path(t
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from blockforge.qmodel import integer_model, quantize_model
-    from blockforge_sim.session import RtlBackend, summarize
+    from blockforge_sim.simulator import RtlBackend, summarize
 
     torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

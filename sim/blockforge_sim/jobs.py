@@ -2,7 +2,7 @@
 
 A :class:`Session` is one simulator process for one spec; it runs :class:`LayerJob` s in order
 (one layer of a real ``.bfim`` image on one block of ≤ max_tokens activation columns each) and writes
-one :class:`JobResult` per job. The host (:mod:`.session`) writes the session file, the cocotb bench
+one :class:`JobResult` per job. The host (:mod:`.simulator`) writes the session file, the cocotb bench
 (:mod:`.tb_engine`) reads it, so both sides share these definitions.
 """
 

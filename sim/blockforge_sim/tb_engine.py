@@ -5,7 +5,7 @@ Per job, Python writes the layer's ``$readmemh`` files, pulses ``reload`` and ``
 ``done`` while the simulator runs free; the checker compares the dumped outputs with
 ``blockforge.reference`` element by element and the cycle counter with ``blockforge.estimate``.
 
-The session file is named by the ``BF_SESSION`` environment variable (see :mod:`.session`). A session
+The session file is named by the ``BF_SESSION`` environment variable (see :mod:`.simulator`). A session
 either lists its jobs (batch mode: the test fails on any mismatch, error status or cycle difference)
 or names two FIFOs (serve mode: jobs arrive one JSON line at a time and each result goes back as one
 line, so a host can keep one simulator running across many layer calls; the host judges results).

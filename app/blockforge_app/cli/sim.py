@@ -79,7 +79,7 @@ def _sim(args: argparse.Namespace) -> int:
     from blockforge.image import read_image
     from blockforge.spec import load_spec
     from blockforge_sim.jobs import result_totals
-    from blockforge_sim.session import RtlSimulator
+    from blockforge_sim.simulator import RtlSimulator
 
     from .estimate import tokens_option
 

@@ -26,8 +26,8 @@ from blockforge.resume import contents, fingerprint
 from blockforge.spec import load_spec
 from blockforge_sim.jobs import result_row, result_totals
 from blockforge_sim.runner import available_simulators, find_simulator
-from blockforge_sim.session import RtlBackend, RtlSimulator
-from blockforge_sim.session import summarize as summarize_stats
+from blockforge_sim.simulator import RtlBackend, RtlSimulator
+from blockforge_sim.simulator import summarize as summarize_stats
 from tqdm.auto import tqdm
 
 from .config import RunConfig
