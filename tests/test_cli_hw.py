@@ -12,7 +12,8 @@ from blockforge_app.cli import main
 def test_hw_verilog_writes_engine_and_sim_top(tmp_path, capsys):
     assert main(["hw", "verilog", "--spec", "row1x48", "-o", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.split()
-    assert [p.rsplit("/", 1)[-1] for p in printed] == ["bf_engine.v", "bf_sim_top.v", "bf_tb.v", "bf_manifest.json"]
+    assert [p.rsplit("/", 1)[-1] for p in printed] == ["bf_engine.v", "bf_sim_top.v", "bf_sim_clocked.v", "bf_tb.v",
+                                                          "bf_manifest.json"]
     manifest = json.loads((tmp_path / "bf_manifest.json").read_text())
     assert manifest["block"] == [1, 48] and manifest["spec"] == "row1x48"
     assert "module bf_engine" in (tmp_path / "bf_engine.v").read_text()

@@ -200,10 +200,17 @@ def _regression_specs():
             yield pytest.param(spec_from_dict(data), id=f"{name}-{rounding}")
 
 
+def _regression_simulators():
+    yield "icarus"
+    yield pytest.param("verilator", marks=pytest.mark.skipif(
+        "verilator" not in runner.available_simulators(), reason="no Verilator >= 5.036 installed"))
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("simulator", list(_regression_simulators()))
 @pytest.mark.parametrize("spec", list(_regression_specs()))
 @pytest.mark.parametrize("seed", REGRESSION_SEEDS)
-def test_randomized_regression(tmp_path, spec, seed):
+def test_randomized_regression(tmp_path, spec, seed, simulator):
     rng = np.random.default_rng(seed)
     br, bc = spec.block.rows, spec.block.cols
     out_features, in_features = 2 * br + (br > 1) * 3, 3 * bc - 1
@@ -214,7 +221,7 @@ def test_randomized_regression(tmp_path, spec, seed):
                                  rng, big_bias=density == 0.5)
             cases.append((layer, activations(rng, layer, n_tokens)))
     stalls = {"stall_weights": 64, "stall_out": 64} if seed % 2 == 0 else {}
-    run = run_cases(tmp_path, spec, cases, seed=seed, **stalls)
+    run = run_cases(tmp_path, spec, cases, seed=seed, simulator=simulator, **stalls)
     for result in run.results:
         assert result.ok, result.describe_mismatches(seed)
         if not stalls:
@@ -278,3 +285,22 @@ def test_bandwidth_limited_weight_memory_cycle_exact(tmp_path):
     for result in run.results:
         assert result.ok, result.describe_mismatches(run.seed)
         assert result.cycles == result.estimated_cycles, (result.layer, result.cycles, result.estimated_cycles)
+
+
+@pytest.mark.parametrize("free_clock", [True, False], ids=["clock-inside", "cocotb-clock"])
+def test_both_benches_agree_and_waves_record_the_engine(tmp_path, free_clock):
+    """The bench with the clock inside the simulation (bf_sim_clocked, the default) and the previous one
+    (bf_sim_top clocked from cocotb) give the same exact outputs and cycles; waves hold the engine's signals."""
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(5)
+    layer = image_layer(spec, "w", 24, 40, 0.5, rng)
+    x = activations(rng, layer, 5)
+    image = tmp_path / "w.bfim"
+    write_image(image, [layer], spec)
+    rtl = RtlSimulator(spec, work_dir=tmp_path / "rtl", waves=True, free_clock=free_clock, progress=False)
+    run = rtl.run_layers(image, [(layer.name, x)], layers={layer.name: layer})
+    result = run.results[0]
+    expected, _ = reference.linear(layer, x, spec.numerics)
+    assert result.ok and result.cycles == result.estimated_cycles
+    np.testing.assert_array_equal(run.outputs[result.job_id], expected)
+    assert run.waves is not None and run.waves.stat().st_size > 1000

@@ -38,6 +38,7 @@ class Session:
     requests: str | None = None   # serve mode: FIFO of job lines from the host
     responses: str | None = None  # serve mode: FIFO of result lines to the host
     spec_source: str = "<dict>"   # where the spec came from, for messages (Spec.source)
+    free_clock: bool = False      # the top generates its own clock (bf_sim_clocked): the bench does not drive it
 
     def save(self, path: Path) -> Path:
         data = asdict(self)

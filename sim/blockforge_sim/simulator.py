@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import select
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,16 @@ from blockforge.image import read_image, write_image
 from blockforge.layer import BlockSparseLayer
 from blockforge.progress import elapsed
 from blockforge.spec import Spec
-from blockforge_hw.verilog import SIM_TOP_MODULE, write_verilog
+from blockforge_hw.verilog import CLOCKED_TOP_MODULE, SIM_TOP_MODULE, write_verilog
 
 from . import runner
 from .jobs import JobResult, LayerJob, Session, load_results
 
 TEST_MODULE = "blockforge_sim.tb_engine"
+# Verilator flags for bf_sim_clocked: --timing for its `always #5` clock; --no-public-flat-rw undoes the
+# flag cocotb always passes, which makes every signal VPI-visible and keeps Verilator from optimizing the
+# engine (only the clocked top's ports are public, by metacomment). Measured: docs/simulation.md.
+VERILATOR_FREE_CLOCK_ARGS = ("--timing", "--no-public-flat-rw")
 
 
 @dataclass
@@ -62,16 +67,22 @@ class SessionRun:
 
 
 class RtlSimulator:
-    """One compiled simulation of ``bf_sim_top`` for ``spec`` on ``simulator``."""
+    """One compiled simulation of ``bf_sim_top`` for ``spec`` on ``simulator``, inside ``bf_sim_clocked``
+    (its clock runs in the simulator; the bench touches only reset, reload, start and done)."""
 
     def __init__(self, spec: Spec, *, simulator: str = "icarus", work_dir: str | Path = "build/rtl",
-                 waves: bool = False, progress: bool = True):
+                 waves: bool = False, progress: bool = True, free_clock: bool = True):
         self.spec = spec
         self.simulator = simulator
+        # free_clock=False: the previous bench (bf_sim_top clocked from cocotb, every signal public to
+        # Verilator's VPI), kept so that bench/sim_speed.py can measure both side by side.
+        self.free_clock = free_clock
+        self.toplevel = CLOCKED_TOP_MODULE if free_clock else SIM_TOP_MODULE
         self.waves = waves
         self.progress = progress        # the compile (tens of seconds on Verilator) shows its elapsed time
         # Absolute: the simulator runs in the run folder, so relative paths would point elsewhere.
-        self.work_dir = Path(work_dir).resolve() / f"{self.spec.name}-{self.spec.digest[:10]}-{simulator}"
+        self.work_dir = (Path(work_dir).resolve() /
+                         f"{self.spec.name}-{self.spec.digest[:10]}-{simulator}{'' if free_clock else '-cocotb-clock'}")
         self._runner = None
         self._counter = itertools.count()
         self.build_seconds = 0.0
@@ -85,14 +96,15 @@ class RtlSimulator:
         t0 = time.perf_counter()
         rtl_dir = self.work_dir / "rtl"
         paths = write_verilog(self.spec, rtl_dir)
-        sources = [paths["engine"], paths["sim_top"]]
+        sources = [paths["engine"], paths["sim_top"]] + ([paths["clocked_top"]] if self.free_clock else [])
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
         digest += f"-waves={self.waves}"
         build_dir = self.work_dir / "build"
         stamp = build_dir / "blockforge.stamp"
         reuse = stamp.exists() and stamp.read_text() == digest
         with elapsed(f"{self.simulator} build of the {self.spec.name} engine", enabled=self.progress and not reuse):
-            built = runner.build(sources, SIM_TOP_MODULE, build_dir, self.simulator, waves=self.waves, reuse=reuse)
+            built = runner.build(sources, self.toplevel, build_dir, self.simulator, waves=self.waves, reuse=reuse,
+                                 verilator_args=VERILATOR_FREE_CLOCK_ARGS if self.free_clock else ())
         stamp.write_text(digest)
         self._runner = built
         self.build_seconds = time.perf_counter() - t0
@@ -111,7 +123,8 @@ class RtlSimulator:
         run_dir = self._new_run_dir()
         layer_jobs = _prepare_jobs(run_dir, image, jobs, check_cycles)
         session = Session(self.spec.to_dict(), tuple(layer_jobs), str(run_dir / "hex"), str(run_dir / "results.json"),
-                          seed=seed, stall_weights=stall_weights, stall_out=stall_out, spec_source=self.spec.source)
+                          seed=seed, stall_weights=stall_weights, stall_out=stall_out, spec_source=self.spec.source,
+                          free_clock=self.free_clock)
         t0 = time.perf_counter()
         try:
             self._simulate(built, session, run_dir)
@@ -124,7 +137,7 @@ class RtlSimulator:
             raise runner.SimError(f"{self.simulator}: the bench finished {len(results)} of {len(layer_jobs)} jobs; "
                                   f"see {run_dir / 'sim.log'}")
         outputs = self._outputs(run_dir, image, layer_jobs, results, layers)
-        waves = next(iter(sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd"))), None)
+        waves = self._waves(run_dir) if self.waves else None
         return SessionRun(results, outputs, wall, seed, waves, run_dir / "sim.log")
 
     def serve(self, *, seed: int = 1, stall_weights: int = 0, stall_out: int = 0) -> "RtlServer":
@@ -142,9 +155,21 @@ class RtlSimulator:
         session_path = session.save(run_dir / "session.json")
         plusargs = [f"+hexdir={hexdir}", f"+out={hexdir / 'out.hex'}", f"+seed={session.seed}",
                     f"+stall_weights={session.stall_weights}", f"+stall_out={session.stall_out}"]
-        runner.run(built, TEST_MODULE, SIM_TOP_MODULE, self.work_dir / "build", test_dir=run_dir,
+        runner.run(built, TEST_MODULE, self.toplevel, self.work_dir / "build", test_dir=run_dir,
                    plusargs=plusargs, extra_env={"BF_SESSION": str(session_path)}, waves=self.waves,
                    seed=session.seed)
+
+    def _waves(self, run_dir: Path) -> Path | None:
+        """The run's wave file, in its run folder (Icarus writes ``<top>.fst`` into the build folder,
+        where the next run would overwrite it: it is moved next to the run's log)."""
+        found = sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd"))
+        if found:
+            return found[0]
+        for suffix in (".fst", ".vcd"):
+            built = self.work_dir / "build" / f"{self.toplevel}{suffix}"
+            if built.exists():
+                return Path(shutil.move(built, run_dir / built.name))
+        return None
 
     def _outputs(self, run_dir: Path, image, layer_jobs, results, layers) -> dict[str, np.ndarray]:
         if layers is None:
@@ -197,7 +222,8 @@ class RtlServer:
         os.mkfifo(responses)
         self.session = Session(rtl.spec.to_dict(), (), str(self.run_dir / "hex"), str(self.run_dir / "results.json"),
                                seed=seed, stall_weights=stall_weights, stall_out=stall_out,
-                               requests=str(requests), responses=str(responses), spec_source=rtl.spec.source)
+                               requests=str(requests), responses=str(responses), spec_source=rtl.spec.source,
+                               free_clock=rtl.free_clock)
         self._error: BaseException | None = None
 
         def simulate():

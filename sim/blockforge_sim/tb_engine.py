@@ -50,7 +50,7 @@ class Bench:
         self.images: dict[str, object] = {}
 
     async def setup(self) -> None:
-        self.driver.start_clock()
+        self.driver.start_clock(free_running=self.session.free_clock)
         await self.driver.reset()
 
     async def run(self, job: LayerJob) -> JobResult:

@@ -43,7 +43,7 @@ def _verilog(args: argparse.Namespace) -> None:
 
     spec = load_spec(args.spec)
     paths = write_verilog(spec, args.output)
-    for key in ("engine", "sim_top", "testbench", "manifest"):
+    for key in ("engine", "sim_top", "clocked_top", "testbench", "manifest"):
         print(paths[key])
 
 
