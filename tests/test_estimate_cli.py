@@ -177,3 +177,27 @@ def test_report_names_its_figures_and_shows_the_fpga_build(image, tmp_path, caps
         assert label in html, label
     assert "no_skip_utilization" not in html and "dense_time_us" not in html   # human names only
     assert re.search(r"time, block-sparse</th><td>[\d,.]+ ms", html)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("[1, 2]", "line 1: expected a JSON object, got list"),
+    ("{broken", "line 1: not JSON"),
+    ('{"layer": "LAYER0", "rtl_cycles": -5}', "rtl_cycles must be an integer >= 0, got -5"),
+    ('{"layer": "LAYER0", "rtl_cycles": 1.5}', "rtl_cycles must be an integer >= 0, got 1.5"),
+    ('{"layer": "LAYER0", "rtl_cycles": true}', "rtl_cycles must be an integer >= 0, got True"),
+    ('{"layer": "LAYER0", "rtl_cycles": "7"}', "rtl_cycles must be an integer >= 0, got '7'"),
+    ('{"layer": "LAYER0"}', "rtl_cycles must be an integer >= 0, got None"),
+    ('{"layer": 3, "rtl_cycles": 7}', "layer must be a string, got 3"),
+    ('{"layer": "no.such.layer", "rtl_cycles": 7}', "layer 'no.such.layer' is not in the image"),
+    ('{"layer": "LAYER0", "rtl_cycles": 7}\n{"layer": "LAYER0", "rtl_cycles": 7}', "line 2: layer"),
+])
+def test_report_rtl_lines_are_checked(image, capsys, line, message):
+    """report --rtl: each bad line is one error naming the file and the line; no report is written."""
+    path, layers = image
+    rtl = path.parent / "bad.jsonl"
+    rtl.write_text(line.replace("LAYER0", layers[0].name) + "\n")
+    out = path.parent / "bad-report.html"
+    assert main(["report", str(path), "--spec", "tile8", "-o", str(out), "--tokens", "8", "--rtl", str(rtl)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(rtl) in err and message in err, err
+    assert not out.exists() and not list(path.parent.glob("bad-report*"))

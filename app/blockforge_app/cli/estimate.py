@@ -129,24 +129,42 @@ def _estimate(args: argparse.Namespace) -> None:
         print(format_table(result))
 
 
-def read_rtl_cycles(path: Path) -> dict[str, int]:
-    """Layer → simulated cycles from the JSON lines of ``blockforge sim --json``."""
+def read_rtl_cycles(path: Path, layer_names: set[str] | None = None) -> dict[str, int]:
+    """Layer → simulated cycles from the JSON lines of ``blockforge sim --json`` (rows with a ``layer``;
+    the totals line has none). Every line must be a JSON object; ``rtl_cycles`` an integer ≥ 0; a layer
+    named once and, given ``layer_names``, one of the image's. UsageError naming the file and line."""
     from blockforge.errors import UsageError
+    from blockforge.yamlsafe import shown
 
-    cycles = {}
+    cycles: dict[str, int] = {}
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not text (expected the JSON lines of blockforge sim --json)") from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        where = f"{path}: line {number}"
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
-            raise UsageError(f"{path}: line {number}: not JSON") from None
-        if "layer" in row and "rtl_cycles" in row:
-            cycles[row["layer"]] = int(row["rtl_cycles"])
+        except (json.JSONDecodeError, RecursionError):
+            raise UsageError(f"{where}: not JSON") from None
+        if not isinstance(row, dict):
+            raise UsageError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        if "layer" not in row:
+            continue                                   # the totals line
+        layer, value = row["layer"], row.get("rtl_cycles")
+        if not isinstance(layer, str):
+            raise UsageError(f"{where}: layer must be a string, got {shown(layer)}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"{where}: rtl_cycles must be an integer >= 0, got {shown(value)}")
+        if layer_names is not None and layer not in layer_names:
+            raise UsageError(f"{where}: layer {shown(layer)} is not in the image")
+        if layer in cycles:
+            raise UsageError(f"{where}: layer {shown(layer)} appears twice")
+        cycles[layer] = value
     return cycles
 
 
@@ -163,7 +181,7 @@ def _report(args: argparse.Namespace) -> None:
     image = read_image(args.image, spec)
     clock = resolve_engine_clock(spec, args.fpga_report)
     result = estimate_layers(spec, image.layers, tokens_option(spec, args.tokens), clock=clock)
-    rtl = read_rtl_cycles(args.rtl) if args.rtl else None
+    rtl = read_rtl_cycles(args.rtl, {layer.name for layer in image.layers}) if args.rtl else None
     paths = write_report(args.output, spec, image.layers, result["layers"], result["totals"], rtl_cycles=rtl,
                          title=f"blockforge report: {args.image.name} on {spec.name}",
                          fpga=read_fpga_report(clock.report) if clock.report else None)
