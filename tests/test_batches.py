@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from blockforge.batches import Batches, tokenize
+from blockforge.batches import Batches, pack_by_tokens, tokenize
 from blockforge.data import Example
 from blockforge.models import load_tokenizer
 
@@ -39,3 +40,16 @@ def test_batches_are_seeded_and_ranks_take_disjoint_slices():
         assert not set(a) & set(b)
         assert sorted(a + b) == sorted(one.epoch(0, 0)[step])      # the same global batch, split by rank
     assert len(list(one.steps(0, 12))) == 12                         # walks on through later epochs
+
+
+def test_pack_by_tokens_fills_passes_with_little_padding():
+    lengths = [30, 10, 12, 64, 70, 11, 31]
+    groups = pack_by_tokens(lengths, 64)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:
+        assert len(group) == 1 or len(group) * max(lengths[i] for i in group) <= 64
+    assert [1, 5, 2] in groups                     # 10, 11, 12: three in one pass (3 · 12 ≤ 64)
+    assert [0, 6] in groups                        # 30, 31
+    assert [4] in groups                           # longer than a pass: alone
+    with pytest.raises(ValueError):
+        pack_by_tokens([3], 0)

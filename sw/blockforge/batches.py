@@ -16,7 +16,7 @@ import torch
 
 from .data import Example
 
-__all__ = ["Batches", "TokenizedSplit", "tokenize"]
+__all__ = ["Batches", "TokenizedSplit", "pack_by_tokens", "tokenize"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,20 @@ class Batches:
                     return
                 yield indices
                 done += 1
+
+
+def pack_by_tokens(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Group example indices so that each group, right-padded to its longest example, fills at most
+    ``budget`` token columns (an engine pass of ``max_tokens``): examples sorted by length, then packed
+    greedily, so the padding stays small. An example longer than ``budget`` gets a group of its own.
+    Every index appears once; groups come shortest first."""
+    if budget < 1:
+        raise ValueError(f"token budget must be positive, not {budget!r}")
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        group = groups[-1] if groups else None
+        if group and (len(group) + 1) * lengths[i] <= budget:
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups

@@ -246,13 +246,13 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
 
 def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) -> dict:
     """Score dev examples with every prunable linear computed by the RTL engine; the logits must equal
-    the integer PyTorch path's exactly. Examples go one at a time (no padding columns to simulate)."""
+    the integer PyTorch path's exactly. Examples are packed by length into batches of at most one engine
+    pass of columns (``max_tokens``): the engine is token-parallel, so two short sentences cost about
+    the cycles of one."""
     import torch
 
-
-    from blockforge.batches import tokenize
+    from blockforge.batches import pack_by_tokens, tokenize
     from blockforge.qmodel import integer_model
-
 
     model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
     count = min(config.rtl_eval_examples, len(task.dev))
@@ -260,25 +260,35 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl", progress=config.progress)
     rtl.build()
     reference_model = integer_model(model, layers, spec)
-    identical, rtl_predictions, int8_predictions, tokens = True, [], [], 0
+    groups = pack_by_tokens([len(f["input_ids"]) for f in split.features], spec.buffers.max_tokens)
+    identical, tokens, columns = True, 0, 0
+    rtl_predictions: dict[int, float] = {}
+    int8_predictions: dict[int, float] = {}
+    pick = (lambda t: t.squeeze(-1).tolist()) if task.is_regression else (lambda t: t.argmax(-1).tolist())
     started = time.perf_counter()
-    with torch.no_grad(), RtlBackend(rtl, layers, seed=config.seed + 1) as backend:
+    with torch.no_grad(), RtlBackend(rtl, layers, seed=config.seed + 1) as backend, \
+            tqdm(total=count, desc=f"RTL eval ({simulator})", unit="example", leave=False,
+                 disable=not config.progress) as bar:
         rtl_model = integer_model(model, layers, spec, backend=backend)
-        for i in tqdm(range(count), desc=f"RTL eval ({simulator})", unit="example", leave=False,
-                      disable=not config.progress):
-            batch = split.collate([i], task.is_regression)
+        for group in groups:
+            batch = split.collate(group, task.is_regression)
             batch.pop("labels")
-            tokens += int(batch["input_ids"].numel())
+            tokens += int(batch["attention_mask"].sum())
+            columns += int(batch["input_ids"].numel())
             expected = reference_model(**batch).logits
             got = rtl_model(**batch).logits
             identical &= bool(torch.equal(expected, got))
-            pick = (lambda t: float(t.squeeze())) if task.is_regression else (lambda t: int(t.argmax(-1)))
-            rtl_predictions.append(pick(got))
-            int8_predictions.append(pick(expected))
+            rtl_predictions.update(zip(group, pick(got)))
+            int8_predictions.update(zip(group, pick(expected)))
+            bar.update(len(group))
     wall = time.perf_counter() - started
+    rtl_predictions = [rtl_predictions[i] for i in range(count)]
+    int8_predictions = [int8_predictions[i] for i in range(count)]
     labels = list(split.labels)
     accuracy = None if task.is_regression else float(np.mean([p == int(y) for p, y in zip(rtl_predictions, labels)]))
     int8_accuracy = None if task.is_regression else float(np.mean([p == int(y) for p, y in zip(int8_predictions, labels)]))
-    return {"examples": count, "tokens": tokens, "logits_identical_to_int8_path": identical, "accuracy": accuracy,
+    return {"examples": count, "tokens": tokens, "columns": columns, "batches": len(groups),
+            "logits_identical_to_int8_path": identical, "accuracy": accuracy,
             "int8_accuracy_same_examples": int8_accuracy, "wall_seconds": round(wall, 1),
+            "examples_per_second": round(count / wall, 2) if wall else None,
             **{f"rtl_{k}": v for k, v in summarize_stats(backend.stats).items()}}
