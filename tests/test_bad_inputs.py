@@ -37,6 +37,7 @@ def _one_line(exc_info) -> str:
     (TILE8.replace("rows: 8", "rows: " + str(2 ** 60)), r"block.rows: expected an integer in \[1, 1024\]"),
     (TILE8.replace("clock_mhz: 150", "clock_mhz: 1" + "0" * 400), r"clock_mhz: expected a number in \(0, 10000\]"),
     (TILE8.replace("rows: 8", "rows: 1024"), r"block: 1024x8 = 8,192 MACs per cycle, more than the 4,096"),
+    ("name: \x00\x01garbage", r"invalid YAML: unacceptable character #x0000"),
 ])
 def test_hostile_specs_are_one_line_fast_and_small(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
@@ -216,3 +217,65 @@ def test_image_reader_refuses_fifos_and_checks_the_magic_first(tmp_path, capsys)
     with pytest.raises(ImageError, match=r"big\.bin: not a blockforge image \(magic b'NOTIMAGE'"):
         read_image(big)
     assert time.perf_counter() - start < 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Found by bench/bad_inputs.py (the corpus re-run).
+
+def _cli(argv, capsys):
+    from blockforge_app.cli import main
+
+    status = main(argv)
+    return status, capsys.readouterr().err.strip()
+
+
+def test_usage_errors_are_one_line(capsys):
+    for argv, needle in ((["run", "--tokens", "abc", "-o", "x"], "argument --tokens: invalid int value: 'abc'"),
+                         (["nonsense"], "invalid choice: 'nonsense'"), (["hw", "frob"], "invalid choice: 'frob'")):
+        with pytest.raises(SystemExit) as info:
+            _cli(argv, capsys)
+        err = capsys.readouterr().err.strip()
+        assert info.value.code == 2 and len(err.splitlines()) == 1 and needle in err and "--help" in err, err
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("seed: 1" + "0" * 400 + "\n", "seed: must be an integer in [0, 4294967295]"),
+    ("sparsity: 1.5\n", "sparsity: block sparsity must be a number in [0, 1), got 1.5"),
+])
+def test_run_config_errors_leave_no_output_folder(tmp_path, capsys, text, needle):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    status, err = _cli(["run", "--config", str(config), "-o", str(tmp_path / "out")], capsys)
+    assert status == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_prune_seed_out_of_range_is_a_usage_error():
+    from blockforge.prune import PruneConfig
+
+    with pytest.raises(UsageError, match=r"seed: must be an integer in \[0, 4294967295\], got -1"):
+        PruneConfig(seed=-1)
+
+
+def test_huge_size_flags_are_counted_exactly():
+    from blockforge.data import DataError, load_task
+
+    with pytest.raises(DataError, match=r"500000000000000000000000001000 of each needed for 10{30} train"):
+        load_task("default", train_size=10 ** 30)
+
+
+def test_sim_refuses_a_broken_activation_archive_before_building(tmp_path, capsys):
+    from blockforge.image import write_image
+    from blockforge_hw.testing import random_layer
+    import numpy as np
+
+    spec = load_spec("tile8")
+    image = tmp_path / "m.bfim"
+    write_image(image, [random_layer(spec, np.random.default_rng(0), 8, 16, density=1.0, name="l")], spec)
+    acts = tmp_path / "acts.npz"
+    acts.write_bytes(b"PK\x03\x04 broken zip")
+    start = time.perf_counter()
+    status, err = _cli(["sim", str(image), "--spec", "tile8", "--activations", str(acts),
+                        "--work-dir", str(tmp_path / "wd")], capsys)
+    assert status == 2 and len(err.splitlines()) == 1 and "cannot read activations" in err and str(acts) in err
+    assert time.perf_counter() - start < 5 and not (tmp_path / "wd").exists()

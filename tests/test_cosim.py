@@ -304,3 +304,19 @@ def test_both_benches_agree_and_waves_record_the_engine(tmp_path, free_clock):
     assert result.ok and result.cycles == result.estimated_cycles
     np.testing.assert_array_equal(run.outputs[result.job_id], expected)
     assert run.waves is not None and run.waves.stat().st_size > 1000
+
+
+def test_sim_cli_runs_user_activations(tmp_path, capsys):
+    """`blockforge sim --activations NPZ`: the user's int8 (in, N) array per layer name, checked bit-exact."""
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(9)
+    layer = image_layer(spec, "mine", 16, 24, 0.5, rng)
+    image = tmp_path / "m.bfim"
+    write_image(image, [layer], spec)
+    acts = tmp_path / "acts.npz"
+    np.savez(acts, **{layer.name: activations(rng, layer, 6)})
+    assert main(["sim", str(image), "--spec", "tile8", "--activations", str(acts), "--json",
+                 "--work-dir", str(tmp_path / "wd")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["layer"] == layer.name and rows[0]["n_tokens"] == 6 and rows[0]["mismatches"] == 0
+    assert rows[-1]["totals"]["mismatches"] == 0

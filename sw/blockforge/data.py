@@ -55,6 +55,8 @@ TASK_HELP = ("'default' (tweet sentiment), GLUE as sst2:DIR, mrpc:DIR, ..., or y
 TWEETS_TRAIN_SIZE = 4000
 TWEETS_DEV_SIZE = 2000
 TWEETS_SEED = 1234
+#: Largest seed a run takes: numpy, torch and accelerate all accept 0..2**32 - 1.
+MAX_SEED = 2**32 - 1
 
 
 class DataError(BlockforgeError, ValueError):
@@ -197,7 +199,7 @@ def load_tweets(path: str | Path | None = None, *, train_size: int = TWEETS_TRAI
     unique = sorted((text, next(iter(s))) for text, s in by_text.items() if len(s) == 1)
     positives = [t for t, s in unique if s == "positive"]
     negatives = [t for t, s in unique if s == "negative"]
-    per_class_train, per_class_dev = math.ceil(train_size / 2), math.ceil(dev_size / 2)
+    per_class_train, per_class_dev = -(-train_size // 2), -(-dev_size // 2)      # exact for any int
     need = per_class_train + per_class_dev
     if min(len(positives), len(negatives)) < need:
         raise DataError(f"{csv_path}: only {len(positives)} positive / {len(negatives)} negative unique tweets, "

@@ -112,8 +112,9 @@ def load_yaml(path: str | Path, *, error: type[BlockforgeError] = BlockforgeErro
 
 def parse_yaml(text: str, source: str, *, error: type[BlockforgeError] = BlockforgeError) -> Any:
     """Parse YAML text strictly; ``source`` names it in errors."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)            # the reader refuses control characters already here
         return loader.get_single_data()
     except _Refused as exc:
         raise error(f"{source}: line {exc.line}: {exc}") from None
@@ -125,4 +126,5 @@ def parse_yaml(text: str, source: str, *, error: type[BlockforgeError] = Blockfo
     except RecursionError:
         raise error(f"{source}: nesting too deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

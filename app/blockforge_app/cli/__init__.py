@@ -30,8 +30,15 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line like every other error (the usage text is one ``--help`` away), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="blockforge",
         description="Block-structured pruning, int8 block-sparse weight images, RTL simulation and "
                     "cycle estimation for transformer encoders on a block-sparse accelerator.")

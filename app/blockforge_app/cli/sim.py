@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 DEFAULT_WORK_DIR = Path("build/rtl")
@@ -59,12 +60,16 @@ def _activations(args, layer, n_tokens: int, rng):
     if args.activations is None:
         return rng.integers(-128, 128, size=(layer.in_features, n_tokens), dtype=np.int64).astype(np.int8)
     try:
-        with np.load(args.activations, allow_pickle=False) as data:
-            if layer.name not in data.files:
-                raise UsageError(f"{args.activations}: no array named {layer.name!r}")
-            x = data[layer.name]
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{args.activations}: cannot read activations: {exc}") from None
+        with open(args.activations, "rb") as fh:      # our handle: closed even when numpy fails
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise UsageError(f"{args.activations}: expected an .npz archive of int8 arrays by layer name")
+            with data:
+                if layer.name not in data.files:
+                    raise UsageError(f"{args.activations}: no array named {layer.name!r}")
+                x = data[layer.name]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{args.activations}: cannot read activations: {str(exc)[:120]}") from None
     if x.ndim != 2 or x.shape[0] != layer.in_features or not np.issubdtype(x.dtype, np.integer):
         raise UsageError(f"{args.activations}: {layer.name}: expected integers of shape ({layer.in_features}, N), "
                          f"got {x.dtype} {x.shape}")
@@ -90,6 +95,9 @@ def _sim(args: argparse.Namespace) -> int:
         if not 0 <= value <= 255:
             raise UsageError(f"{flag} must be in [0, 255], got {value}")
     names = _select_layers(image.layer_names(), args.layer, args.image)
+    if args.activations is not None:            # a bad archive is an error before the simulator build
+        for name in names:
+            _activations(args, image.layer(name), n_tokens, None)
     rtl = RtlSimulator(spec, simulator=args.simulator, work_dir=args.work_dir, waves=args.waves,
                        progress=not args.json)
     rtl.build()

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from blockforge.data import MAX_SEED
 from blockforge.errors import UsageError
 from blockforge.spec import DEFAULT_SPEC
 from blockforge.yamlsafe import load_yaml, shown
@@ -67,6 +68,12 @@ class RunConfig:
                     or (lo is not None and not value >= lo):
                 need = " or ".join(k.__name__ for k in kinds) + (f" >= {lo}" if lo is not None else "")
                 raise UsageError(f"{key}: expected {need}, got {shown(value)}")
+        # function-level: blockforge.prune.schedule loads torch, which the run needs next anyway
+        from blockforge.prune.schedule import check_sparsity
+
+        check_sparsity(self.sparsity)               # before the output folder exists, not after
+        if self.seed > MAX_SEED:
+            raise UsageError(f"seed: must be an integer in [0, {MAX_SEED}], got {shown(self.seed)}")
         if self.preset not in PRESETS:
             raise UsageError(f"preset: unknown preset {self.preset!r} (known: {', '.join(PRESETS)})")
         if self.simulator not in ("auto", "icarus", "verilator"):
