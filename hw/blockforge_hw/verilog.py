@@ -17,6 +17,8 @@ With ``memory.bandwidth_bytes_per_cycle`` set, the weight memory accepts request
 bucket :class:`blockforge.estimate.BandwidthBucket` (parameters derived from the spec here), as the
 Amaranth harness's :class:`~.weight_throttle.WeightThrottle` does.
 
+A rising edge on ``reload_inputs`` re-reads only the activations and the config word: the next pass of
+the same layer on other tokens, without reading its weights again.
 A rising edge on the ``reload`` input re-reads every memory from the same files, so a bench can rewrite
 the hex files and run the next layer without recompiling or restarting the simulator.
 
@@ -80,16 +82,18 @@ def sim_top_verilog(spec: Spec, **depths) -> str:
         shift_lanes=g.rows * 6, params_bits=params_bits, out_bits=out_bits, lat=lat,
         waddr=g.weight_addr_bits, iaddr=g.index_addr_bits, aaddr=g.act_addr_bits, paddr=g.row_addr_bits,
         cfg=CONFIG_WORD_BITS, default_seed=DEFAULT_SEED, out_count_bits=max(out_depth, 2).bit_length(),
-        loads=_loads())
+        loads=_loads(), input_loads=_loads(("act", "config")))
 
 
 _MEMORIES = (("weights", "weight_mem"), ("index", "index_mem"), ("act", "act_mem"), ("bias", "bias_mem"),
              ("multiplier", "multiplier_mem"), ("shift", "shift_mem"), ("config", "config_mem"))
 
 
-def _loads() -> str:
+def _loads(keys: tuple[str, ...] | None = None) -> str:
     lines = []
     for key, mem in _MEMORIES:
+        if keys is not None and key not in keys:
+            continue
         lines += [
             "        path = 0;",
             f'        if (!$value$plusargs("{key}=%s", path) && hexdir != 0) $sformat(path, "%0s/{key}.hex", hexdir);',
@@ -151,6 +155,7 @@ module {name} (
     input  wire rst,
     input  wire start,
     input  wire reload,   // rising edge: re-read every memory from its hex file (one build, many layers)
+    input  wire reload_inputs,  // rising edge: re-read activations and config only (same layer, other tokens)
     output wire done,
     output wire busy,
     output wire [7:0] status,
@@ -194,6 +199,12 @@ module {name} (
         end
     endtask
     always @(posedge reload) load_memories;
+    task load_inputs;
+        begin
+{input_loads}
+        end
+    endtask
+    always @(posedge reload_inputs) load_inputs;
 
     reg [15:0] lfsr_w, lfsr_o;
     initial begin
@@ -312,7 +323,8 @@ module {name};
     wire out_valid, out_ready, weight_req_valid, weight_req_ready;
     integer timeout, n;
     {top} top (
-        .clk(clk), .rst(rst), .start(start), .reload(1'b0), .done(done), .busy(busy), .status(status),
+        .clk(clk), .rst(rst), .start(start), .reload(1'b0), .reload_inputs(1'b0), .done(done), .busy(busy),
+        .status(status),
         .cycles(cycles), .out_count(out_count), .out_valid(out_valid), .out_ready(out_ready),
         .out_data(), .weight_req_valid(weight_req_valid), .weight_req_ready(weight_req_ready)
     );
@@ -346,6 +358,7 @@ module {name} (
     input  wire rst /*verilator public_flat_rw*/,
     input  wire start /*verilator public_flat_rw*/,
     input  wire reload /*verilator public_flat_rw*/,
+    input  wire reload_inputs /*verilator public_flat_rw*/,
     output reg  clk /*verilator public_flat_rw*/,
     output wire done /*verilator public_flat_rw*/,
     output wire busy /*verilator public_flat_rw*/,
@@ -360,7 +373,8 @@ module {name} (
     initial clk = 1'b0;
     always #{half} clk = !clk;
     {top} top (
-        .clk(clk), .rst(rst), .start(start), .reload(reload), .done(done), .busy(busy), .status(status),
+        .clk(clk), .rst(rst), .start(start), .reload(reload), .reload_inputs(reload_inputs),
+        .done(done), .busy(busy), .status(status),
         .cycles(cycles), .out_count(out_count), .out_valid(out_valid), .out_ready(out_ready), .out_data(),
         .weight_req_valid(weight_req_valid), .weight_req_ready(weight_req_ready)
     );

@@ -26,6 +26,7 @@ class EngineDriver:
     async def reset(self, cycles: int = 3) -> None:
         self.dut.start.value = 0
         self.dut.reload.value = 0
+        self.dut.reload_inputs.value = 0
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, cycles)
         await FallingEdge(self.dut.clk)
@@ -37,6 +38,13 @@ class EngineDriver:
         self.dut.reload.value = 1
         await FallingEdge(self.dut.clk)
         self.dut.reload.value = 0
+
+    async def reload_inputs(self) -> None:
+        """Re-read only the activations and the config word (the sim top's ``reload_inputs`` pulse)."""
+        await FallingEdge(self.dut.clk)
+        self.dut.reload_inputs.value = 1
+        await FallingEdge(self.dut.clk)
+        self.dut.reload_inputs.value = 0
 
     async def start(self) -> None:
         """One-cycle ``start`` pulse: the engine reads its config and runs the layer."""

@@ -35,7 +35,7 @@ from .spec import MAX_SHIFT, Spec
 __all__ = [
     "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES",
     "activation_stride", "activation_words", "default_depths", "index_entries", "layer_words", "pack_lanes",
-    "write_hex",
+    "write_hex", "write_inputs",
     "write_activations", "write_config", "read_hex", "read_outputs", "unpack_outputs",
 ]
 
@@ -178,11 +178,20 @@ def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.
               "multiplier": br * nb.multiplier_bits, "shift": br * SHIFT_BITS}
     paths = {name: _write_words(out / f"{name}.hex", words[name], bits) for name, bits in widths.items()}
     if x_q is not None:
-        paths["act"] = write_activations(x_q, spec, out / "act.hex", in_features=layer.in_features)
-        n_tokens = np.asarray(x_q).shape[1]
+        return {**paths, **write_inputs(layer, spec, out, x_q)}
     paths["config"] = write_config(out / "config.hex", n_tokens=n_tokens or 0, n_block_rows=layer.n_block_rows,
                                    n_block_cols=layer.n_block_cols, n_tiles=layer.nnz_blocks)
     return paths
+
+
+def write_inputs(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.ndarray) -> dict[str, Path]:
+    """Write only what changes between passes of one layer: ``act.hex`` and ``config.hex`` (N =
+    x_q.shape[1]); the weights, index and parameters written by :func:`write_hex` stay."""
+    out = Path(out_dir)
+    return {"act": write_activations(x_q, spec, out / "act.hex", in_features=layer.in_features),
+            "config": write_config(out / "config.hex", n_tokens=np.asarray(x_q).shape[1],
+                                   n_block_rows=layer.n_block_rows, n_block_cols=layer.n_block_cols,
+                                   n_tiles=layer.nnz_blocks)}
 
 
 def read_hex(path: str | Path) -> list[int]:

@@ -36,6 +36,8 @@ from .summary import summarize
 
 __all__ = ["FlowResult", "run_flow"]
 
+RTL_EVAL_PASSES = 8     # engine passes per layer and rtl_eval batch (one weight load serves them all)
+
 
 def _input_files(config: RunConfig, spec) -> list[Path]:
     """The files a run reads, whose content (not only name) decides whether its stages are up to date:
@@ -246,9 +248,10 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
 
 def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) -> dict:
     """Score dev examples with every prunable linear computed by the RTL engine; the logits must equal
-    the integer PyTorch path's exactly. Examples are packed by length into batches of at most one engine
-    pass of columns (``max_tokens``): the engine is token-parallel, so two short sentences cost about
-    the cycles of one."""
+    the integer PyTorch path's exactly. Examples are sorted by length and packed into batches of at most
+    RTL_EVAL_PASSES engine passes of ``max_tokens`` columns: short sentences share a pass (the engine is
+    token-parallel), and each layer's weights are read into the simulated memory once per batch, the
+    following passes reloading only their activations."""
     import torch
 
     from blockforge.batches import pack_by_tokens, tokenize
@@ -260,7 +263,8 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl", progress=config.progress)
     rtl.build()
     reference_model = integer_model(model, layers, spec)
-    groups = pack_by_tokens([len(f["input_ids"]) for f in split.features], spec.buffers.max_tokens)
+    groups = pack_by_tokens([len(f["input_ids"]) for f in split.features],
+                            spec.buffers.max_tokens * RTL_EVAL_PASSES)
     identical, tokens, columns = True, 0, 0
     rtl_predictions: dict[int, float] = {}
     int8_predictions: dict[int, float] = {}
