@@ -113,23 +113,17 @@ def yaml_cases(root: Path) -> list[Case]:
                "duplicate": "seed: 1\nseed: 2\n", "alias": "a: &x 1\nseed: *x\n", "preset-unknown": "preset: huge\n",
                "simulator-unknown": "simulator: modelsim\n", "sparsity-one": "sparsity: 1.5\n",
                "huge-int": "seed: 1" + "0" * 400 + "\n"}
-    cases = []
-    for name, text in configs.items():
-        path = root / "configs" / f"{name}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        out = root / "runs" / name
-        cases.append(Case("other YAML", f"run --config {name}", ["run", "--config", str(path), "-o", str(out)],
-                          names=(str(path),), outputs=(out,)))
     ratios = {"duplicate": "'*query*': 0.5\n'*query*': 0.6\n", "over-one": "'*': 1.5\n", "string": "'*': lots\n",
               "alias": "a: &x 0.5\nb: *x\n"}
-    for name, text in ratios.items():
-        path = root / "ratios" / f"{name}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        out = root / "pruned" / name
-        cases.append(Case("other YAML", f"prune --ratios {name}", ["prune", "--ratios", str(path), "-o", str(out)],
-                          names=(str(path),), outputs=(out,)))
+    cases = []
+    for folder, flag, command, files in (("configs", "--config", "run", configs), ("ratios", "--ratios", "prune", ratios)):
+        for name, text in files.items():
+            path = root / folder / f"{name}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            out = root / f"out-{folder}" / name
+            cases.append(Case("other YAML", f"{command} {flag} {name}", [command, flag, str(path), "-o", str(out)],
+                              names=(str(path),), outputs=(out,)))
     return cases
 
 
