@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,8 +316,10 @@ def test_sim_cli_runs_user_activations(tmp_path, capsys):
     write_image(image, [layer], spec)
     acts = tmp_path / "acts.npz"
     np.savez(acts, **{layer.name: activations(rng, layer, 6)})
-    assert main(["sim", str(image), "--spec", "tile8", "--activations", str(acts), "--json",
+    assert main(["sim", str(image), "--spec", "tile8", "--activations", str(acts), "--json", "--waves",
                  "--work-dir", str(tmp_path / "wd")]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows[0]["layer"] == layer.name and rows[0]["n_tokens"] == 6 and rows[0]["mismatches"] == 0
     assert rows[-1]["totals"]["mismatches"] == 0
+    waves = Path(rows[-1]["totals"]["waves"])                      # kept in the server's run folder
+    assert waves.stat().st_size > 1000 and waves.parent.parent.name == "runs"

@@ -124,7 +124,8 @@ def write_verilog(spec: Spec, out_dir: str | Path, **depths) -> dict[str, Path]:
         "testbench": (out / f"{TESTBENCH_MODULE}.v", testbench_verilog()),
     }
     manifest = {
-        "spec": spec.name, "digest": spec.digest, "modules": [ENGINE_MODULE, SIM_TOP_MODULE, CLOCKED_TOP_MODULE, TESTBENCH_MODULE],
+        "spec": spec.name, "digest": spec.digest,
+        "modules": [ENGINE_MODULE, SIM_TOP_MODULE, CLOCKED_TOP_MODULE, TESTBENCH_MODULE],
         "sources": [files["engine"][0].name, files["sim_top"][0].name],
         "testbench_sources": [files["testbench"][0].name],
         "clocked_top_sources": [files["clocked_top"][0].name], "clock_period_ns": CLOCK_PERIOD_NS,

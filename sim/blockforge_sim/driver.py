@@ -32,23 +32,21 @@ class EngineDriver:
         await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
 
+    async def _pulse(self, signal) -> None:
+        """One cycle high, from one falling edge to the next."""
+        await FallingEdge(self.dut.clk)
+        signal.value = 1
+        await FallingEdge(self.dut.clk)
+        signal.value = 0
+
     async def reload(self) -> None:
         """Re-read every memory from the hex files (the sim top's ``reload`` pulse)."""
-        await FallingEdge(self.dut.clk)
-        self.dut.reload.value = 1
-        await FallingEdge(self.dut.clk)
-        self.dut.reload.value = 0
+        await self._pulse(self.dut.reload)
 
     async def reload_inputs(self) -> None:
         """Re-read only the activations and the config word (the sim top's ``reload_inputs`` pulse)."""
-        await FallingEdge(self.dut.clk)
-        self.dut.reload_inputs.value = 1
-        await FallingEdge(self.dut.clk)
-        self.dut.reload_inputs.value = 0
+        await self._pulse(self.dut.reload_inputs)
 
     async def start(self) -> None:
         """One-cycle ``start`` pulse: the engine reads its config and runs the layer."""
-        await FallingEdge(self.dut.clk)
-        self.dut.start.value = 1
-        await FallingEdge(self.dut.clk)
-        self.dut.start.value = 0
+        await self._pulse(self.dut.start)

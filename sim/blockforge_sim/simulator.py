@@ -137,7 +137,7 @@ class RtlSimulator:
             raise runner.SimError(f"{self.simulator}: the bench finished {len(results)} of {len(layer_jobs)} jobs; "
                                   f"see {run_dir / 'sim.log'}")
         outputs = self._outputs(run_dir, image, layer_jobs, results, layers)
-        waves = self._waves(run_dir) if self.waves else None
+        waves = self.waves_of(run_dir) if self.waves else None
         return SessionRun(results, outputs, wall, seed, waves, run_dir / "sim.log")
 
     def serve(self, *, seed: int = 1, stall_weights: int = 0, stall_out: int = 0) -> "RtlServer":
@@ -159,9 +159,10 @@ class RtlSimulator:
                    plusargs=plusargs, extra_env={"BF_SESSION": str(session_path)}, waves=self.waves,
                    seed=session.seed)
 
-    def _waves(self, run_dir: Path) -> Path | None:
-        """The run's wave file, in its run folder (Icarus writes ``<top>.fst`` into the build folder,
-        where the next run would overwrite it: it is moved next to the run's log)."""
+    def waves_of(self, run_dir: Path) -> Path | None:
+        """The wave file of the run (or server) in ``run_dir``, kept in that folder: Icarus writes
+        ``<top>.fst`` into the build folder, where the next run would overwrite it, so it is moved next to
+        the run's log. None when the run recorded no waves."""
         found = sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd"))
         if found:
             return found[0]

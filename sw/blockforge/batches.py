@@ -93,7 +93,7 @@ class Batches:
 
 def pack_by_tokens(lengths: Sequence[int], budget: int) -> list[list[int]]:
     """Group example indices so that each group, right-padded to its longest example, fills at most
-    ``budget`` token columns (an engine pass of ``max_tokens``): examples sorted by length, then packed
+    ``budget`` token columns (whole engine passes of ``max_tokens``): examples sorted by length, then packed
     greedily, so the padding stays small. An example longer than ``budget`` gets a group of its own.
     Every index appears once; groups come shortest first."""
     if budget < 1:

@@ -38,11 +38,12 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import BlockforgeError
+from .errors import BlockforgeError, UsageError
+from .yamlsafe import shown
 
 __all__ = ["TASK_HELP", "DataError", "Example", "GLUE_TASKS", "Task", "TaskInfo", "compute_metrics", "load_glue",
            "load_task", "load_tweets", "tweets_csv_path"]
@@ -57,6 +58,13 @@ TWEETS_DEV_SIZE = 2000
 TWEETS_SEED = 1234
 #: Largest seed a run takes: numpy, torch and accelerate all accept 0..2**32 - 1.
 MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` if it is an integer in [0, MAX_SEED]; UsageError otherwise (pruning and run configs)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed: must be an integer in [0, {MAX_SEED}], got {shown(seed)}")
+    return seed
 
 
 class DataError(BlockforgeError, ValueError):

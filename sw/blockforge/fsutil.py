@@ -5,6 +5,7 @@ umask (0644 under the usual 022), not the 0600 of a temporary file."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Iterable
 
 from .errors import UsageError
 
-__all__ = ["atomic_write", "check_output", "new_dir_mode", "new_file_mode"]
+__all__ = ["atomic_write", "check_output", "new_dir_mode", "new_file_mode", "write_json"]
 
 
 def _umask() -> int:
@@ -63,6 +64,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | Iterable[bytes]) -> Path
         Path(handle.name).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path: str | os.PathLike, data: object) -> Path:
+    """``data`` as indented JSON with sorted keys, written atomically (floats stand in for numpy scalars)."""
+    return atomic_write(path, json.dumps(data, indent=1, sort_keys=True, default=float).encode())
 
 
 def check_output(path: str | os.PathLike, *, folder: bool = False, flag: str = "-o") -> Path:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write
+from .fsutil import write_json
 
 __all__ = ["contents", "file_digest", "fingerprint", "read_record", "write_record"]
 
@@ -61,6 +61,5 @@ def read_record(path: str | os.PathLike, expected: str) -> dict | None:
 
 
 def write_record(path: str | os.PathLike, record: dict) -> Path:
-    """Write ``record`` (which holds its ``fingerprint``) as indented JSON, atomically; floats stand in for
-    numpy scalars."""
-    return atomic_write(path, json.dumps(record, indent=1, sort_keys=True, default=float).encode())
+    """Write ``record`` (which holds its ``fingerprint``) as indented JSON, atomically (fsutil.write_json)."""
+    return write_json(path, record)

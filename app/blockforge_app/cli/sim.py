@@ -95,9 +95,9 @@ def _sim(args: argparse.Namespace) -> int:
         if not 0 <= value <= 255:
             raise UsageError(f"{flag} must be in [0, 255], got {value}")
     names = _select_layers(image.layer_names(), args.layer, args.image)
-    if args.activations is not None:            # a bad archive is an error before the simulator build
-        for name in names:
-            _activations(args, image.layer(name), n_tokens, None)
+    given = {}                                   # the user's activations, read (and refused) before the build
+    if args.activations is not None:
+        given = {name: _activations(args, image.layer(name), n_tokens, None) for name in names}
     rtl = RtlSimulator(spec, simulator=args.simulator, work_dir=args.work_dir, waves=args.waves,
                        progress=not args.json)
     rtl.build()
@@ -111,14 +111,14 @@ def _sim(args: argparse.Namespace) -> int:
     server = rtl.serve(seed=args.seed, stall_weights=args.stall_weights, stall_out=args.stall_out)
     try:
         for name in bar:
-            failed += _sim_layer(args, spec, image, name, n_tokens, rng, server, stalls, rows)
+            failed += _sim_layer(args, spec, image, name, given.get(name), n_tokens, rng, server, stalls, rows)
     finally:
         server.close()
-    waves = [p for d in (server.run_dir, rtl.work_dir / "build") for p in sorted(d.glob("*.fst")) + sorted(d.glob("*.vcd"))]
+    waves = rtl.waves_of(server.run_dir) if args.waves else None
     totals = {
         **result_totals(rows), "failed_layers": failed,
         "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2), "build_seconds": round(rtl.build_seconds, 2),
-        "waves": str(waves[0]) if waves else None,
+        "waves": str(waves) if waves else None,
     }
     if args.json:
         print(json.dumps({"totals": totals}, sort_keys=True))
@@ -127,17 +127,19 @@ def _sim(args: argparse.Namespace) -> int:
               f"RTL {totals['rtl_cycles']:,} cycles, estimate {totals['estimated_cycles']:,} "
               f"({totals['layers_cycles_equal']}/{totals['layers']} layers equal), {totals['wall_seconds']:.1f} s")
         if waves:
-            print(f"waves: {waves[0]}")
+            print(f"waves: {waves}")
     return 1 if failed else 0
 
 
-def _sim_layer(args, spec, image, name, n_tokens, rng, server, stalls, rows) -> int:
-    """Run one layer on the server, print its line, append its row; 1 if it failed."""
+def _sim_layer(args, spec, image, name, x, n_tokens, rng, server, stalls, rows) -> int:
+    """Run one layer on the server (on ``x``, or seeded random activations when None), print its line,
+    append its row; 1 if it failed."""
     from blockforge.estimate import utilization
     from blockforge_sim.jobs import result_row
 
     layer = image.layer(name)
-    x = _activations(args, layer, n_tokens, rng)
+    if x is None:
+        x = _activations(args, layer, n_tokens, rng)
     spec.check_tokens(x.shape[1], what=f"{args.activations}: {name}: N")
     run = server.run_layers(args.image, [(name, x)], check_cycles=not stalls, layers={name: layer})
     r = run.results[0]

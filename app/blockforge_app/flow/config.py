@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from blockforge.data import MAX_SEED
+from blockforge.data import check_seed
 from blockforge.errors import UsageError
 from blockforge.spec import DEFAULT_SPEC
 from blockforge.yamlsafe import load_yaml, shown
@@ -72,8 +72,7 @@ class RunConfig:
         from blockforge.prune.schedule import check_sparsity
 
         check_sparsity(self.sparsity)               # before the output folder exists, not after
-        if self.seed > MAX_SEED:
-            raise UsageError(f"seed: must be an integer in [0, {MAX_SEED}], got {shown(self.seed)}")
+        check_seed(self.seed)
         if self.preset not in PRESETS:
             raise UsageError(f"preset: unknown preset {self.preset!r} (known: {', '.join(PRESETS)})")
         if self.simulator not in ("auto", "icarus", "verilator"):

@@ -18,7 +18,7 @@ import yaml
 
 from blockforge.clock import read_fpga_report, resolve_engine_clock
 from blockforge.data import load_task, tweets_csv_path
-from blockforge.fsutil import atomic_write
+from blockforge.fsutil import atomic_write, write_json
 from blockforge.image import read_image, write_manifest
 from blockforge.model_estimate import estimate_layers
 from blockforge.report import write_report
@@ -31,7 +31,7 @@ from blockforge_sim.simulator import summarize as summarize_stats
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .store import Stages, write_json
+from .store import Stages
 from .summary import summarize
 
 __all__ = ["FlowResult", "run_flow"]
@@ -137,7 +137,6 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
         from blockforge.qmodel import integer_model
 
         model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
-
         qmodel = integer_model(model, layers, spec)
         metrics = evaluate_model(qmodel, tokenize(tokenizer, task.dev, config.max_length), task, batch_size=32,
                                  progress=config.progress, desc="int8 eval")
@@ -210,7 +209,6 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
 
     from blockforge.batches import tokenize
     from blockforge.qmodel import Recorder, integer_model
-
 
     model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
     recorder = Recorder()

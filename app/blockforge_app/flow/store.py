@@ -4,20 +4,13 @@ wrote; a rerun skips a stage only when both still match."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from blockforge.fsutil import atomic_write
 from blockforge.resume import contents, fingerprint, read_record, write_record
 
-__all__ = ["Stages", "write_json"]
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Indented JSON written atomically (floats stand in for numpy scalars)."""
-    return atomic_write(path, json.dumps(data, indent=1, sort_keys=True, default=float).encode())
+__all__ = ["Stages"]
 
 
 class Stages:

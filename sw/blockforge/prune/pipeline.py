@@ -38,12 +38,11 @@ from typing import Any
 
 import torch
 
-from ..data import MAX_SEED
+from ..data import check_seed
 from ..errors import UsageError
 from ..fsutil import new_dir_mode
 from ..resume import fingerprint, read_record, write_record
 from ..spec import DEFAULT_SPEC, Spec, load_spec
-from ..yamlsafe import shown
 from .criterion import block_norms
 from .masking import lowest_blocks_mask, pruned_block_counts, zero_block_counts
 from .options import ALLOCATIONS, DEVICES, METHODS, REGULARIZERS
@@ -115,8 +114,7 @@ class PruneConfig:
         if not isinstance(self.spec, Spec):
             raise TypeError(f"PruneConfig.spec: expected a Spec (load_spec at the edge), got {type(self.spec).__name__}")
         check_sparsity(self.sparsity)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise UsageError(f"seed: must be an integer in [0, {MAX_SEED}], got {shown(self.seed)}")
+        check_seed(self.seed)
         for name, value, known in (("method", self.method, METHODS), ("regularizer", self.regularizer, REGULARIZERS),
                                    ("allocation", self.allocation, ALLOCATIONS), ("device", self.device, DEVICES)):
             if value not in known:
