@@ -252,7 +252,8 @@ def load_rows(rows_dir: Path) -> list[dict]:
 
 def label_of(row: dict) -> str:
     """The table's method label: the bench method, plus what differs from its definition (the
-    regularizer switches actually recorded in the run, the allocation)."""
+    regularizer switches actually recorded in the run, the allocation, a sparsifying share of the
+    steps other than half), so runs of different recipes never share a row."""
     label = row["method"]
     reg = row.get("regularizer") or {}
     if label.startswith("bsp") and reg.get("regularizer", "prox") == "prox":
@@ -260,8 +261,13 @@ def label_of(row: dict) -> str:
                                        ("no-cap", "cap_margin" in reg and reg["cap_margin"] is None),
                                        ("no-budget", reg.get("budget") is False)) if flag]
         label = "bsp" + "".join(f"-{o}" for o in off)
-    allocation = (row.get("budget") or {}).get("allocation", "uniform")
+    budget = row.get("budget") or {}
+    allocation = budget.get("allocation", "uniform")
     label = label if allocation == "uniform" else f"{label} ({allocation} allocation)"
+    sparsifying, total = budget.get("bsp_epochs"), budget.get("prune_epochs")
+    if row["method"] not in ("magnitude", "magnitude-retrain") and sparsifying is not None and total \
+            and sparsifying * 2 != total:  # the grid's split is half sparsifying, half retraining
+        label = f"{label} ({sparsifying:g} of {total:g} epochs sparsifying)"
     return label if row.get("distill", True) or row["method"] == "magnitude" else f"{label} (no distillation)"
 
 

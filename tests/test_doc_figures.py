@@ -90,3 +90,26 @@ def test_pruning_doc_points_at_the_demo_figures_instead_of_restating_them():
     text = (DOCS / "pruning.md").read_text()
     assert "results.md#headline" in text
     assert not re.search(r"demo[^.]*: dense 0\.\d+ → ", text)
+
+
+def test_accuracy_table_is_the_report_of_the_committed_runs():
+    """docs/results/accuracy.json (and the table made with it) is bench/accuracy.py's report of the
+    committed per-run rows, and no row of the table counts a seed twice (runs of different recipes, e.g.
+    another sparsifying share of the same steps, get their own row)."""
+    import importlib.util
+    import json
+
+    path = DOCS.parent / "bench" / "accuracy.py"
+    spec = importlib.util.spec_from_file_location("accuracy_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    summary = bench.aggregate(bench.load_rows(DOCS / "results" / "accuracy-runs"))
+    committed = json.loads((DOCS / "results" / "accuracy.json").read_text())
+
+    def cells(rows):
+        return [(r["spec"], r["sparsity"], r["method"], r["seeds"], r["accuracy"]) for r in rows]
+
+    assert cells(committed["rows"]) == cells(summary["rows"])
+    assert committed["dense"]["accuracy"] == summary["dense"]["accuracy"]
+    for row in summary["rows"]:
+        assert len(set(row["seeds"])) == len(row["seeds"]), row["method"]
