@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from blockforge.errors import ImageError, UsageError
-from blockforge.hexfiles import (INDEX_COL_BITS, activation_stride, index_entries, read_hex, read_outputs,
-                                 write_hex)
+from blockforge.hexfiles import (INDEX_COL_BITS, activation_stride, activation_words, index_entries, pack_lanes,
+                                 read_hex, read_outputs, unpack_outputs, write_activations, write_hex)
 from blockforge.layer import BlockSparseLayer, pack_tile_words
 from blockforge_hw.testing import random_activations, random_layer, small_spec
 
@@ -61,6 +61,36 @@ def test_read_outputs_roundtrip(tmp_path):
     (tmp_path / "bad.hex").write_text("00xx\n")
     with pytest.raises(ImageError, match="bad.hex: line 1"):
         read_outputs(tmp_path / "bad.hex", layer, spec, 2)
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (4, 2), (8, 8), (1, 16)])
+def test_byte_fast_paths_equal_the_word_definitions(tmp_path, shape):
+    """Activations are written and outputs read as bytes in one step; both equal the per-word layout
+    (pack_lanes / unpack_outputs), for every lane count, padded rows and N < max_tokens."""
+    spec = small_spec(*shape, bus_bits=64, features=64)
+    rng = np.random.default_rng(15)
+    br, bc = shape
+    layer = random_layer(spec, rng, 3 * br, 3 * bc)
+    x = random_activations(rng, 3 * bc - 1, 3)                 # a padded last column block
+    words = activation_words(x, spec)
+    stride = activation_stride(spec.buffers.max_tokens)
+    padded = np.zeros((3 * bc, 3), dtype=np.int64)
+    padded[: x.shape[0]] = x
+    expected = np.zeros((3, stride), dtype=object)
+    expected[:, :3] = np.array(pack_lanes(padded.reshape(3, bc, 3).transpose(0, 2, 1).reshape(-1, bc), 8),
+                               dtype=object).reshape(3, 3)
+    assert words == expected.reshape(-1).tolist()
+    text = write_activations(x, spec, tmp_path / "act.hex").read_text()
+    assert text == "".join(f"{w:0{2 * bc}x}\n" for w in words)
+    out = [int.from_bytes(rng.bytes(br), "little") for _ in range(3 * 2 + 4)]   # 3 block rows × 2 tokens + rest
+    (tmp_path / "out.hex").write_text("".join(f"{w:0{2 * br}x}\n" for w in out))
+    y = read_outputs(tmp_path / "out.hex", layer, spec, 2)
+    assert y.dtype == np.int64 and np.array_equal(y, unpack_outputs(out, layer, spec, 2))
+    (tmp_path / "odd.hex").write_text("// dumped\n" + "".join(f"{w:x} " for w in out))    # the careful path
+    assert np.array_equal(read_outputs(tmp_path / "odd.hex", layer, spec, 2), y)
+    (tmp_path / "short.hex").write_text("".join(f"{w:0{2 * br}x}\n" for w in out[:5]))
+    with pytest.raises(ImageError, match="short.hex: 5 output words, expected 6"):
+        read_outputs(tmp_path / "short.hex", layer, spec, 2)
 
 
 def test_bad_inputs(tmp_path):

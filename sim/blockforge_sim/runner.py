@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 from blockforge.errors import BlockforgeError
 
 SIMULATORS = ("icarus", "verilator")
+SINGLE_THREADED_NUMERICS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MIN_VERILATOR = (5, 36)
 TIMESCALE = ("1ns", "1ps")
 SIM_ROOT = Path(__file__).resolve().parent
@@ -85,7 +86,7 @@ def find_simulator(name: str = "icarus") -> Simulator:
         # cocotb runs make itself; a variable in MAKEFLAGS acts as a command-line override.
         env = _verilator_env(bin_dir)
         env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include"
-                            " CFG_CXXFLAGS_COROUTINES=-fcoroutines").strip()
+                            " CFG_CXXFLAGS_COROUTINES=-fcoroutines OPT_FAST=-O3 OPT_GLOBAL=-O3").strip()
         return Simulator("verilator", env, ("-Wno-fatal", "-Wno-lint", "-Wno-style"))
     raise SimError(f"unknown simulator {name!r} (choose from {', '.join(SIMULATORS)})")
 
@@ -171,7 +172,9 @@ def run(runner, test_module: str, toplevel: str, build_dir: Path, *, test_dir: P
     # The runner builds the simulator's PYTHONPATH from this process's sys.path.
     saved_path = list(sys.path)
     sys.path[:0] = [str(p) for p in python_path] + [str(SIM_ROOT.parent)]
-    extra = dict(extra_env or {})
+    # The bench's Python (numpy) shares the simulator's process: one BLAS/OpenMP thread, or idle
+    # OpenBLAS workers spin beside the simulation thread (measured: half the process's CPU on Verilator).
+    extra = {**SINGLE_THREADED_NUMERICS, **(extra_env or {})}
     with _Env(sim.env):
         try:
             runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",

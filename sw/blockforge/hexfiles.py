@@ -34,7 +34,7 @@ from .spec import MAX_SHIFT, Spec
 
 __all__ = [
     "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES",
-    "activation_stride", "activation_words", "default_depths", "index_entries", "layer_words", "pack_lanes",
+    "activation_lanes", "activation_stride", "activation_words", "default_depths", "index_entries", "layer_words", "pack_lanes",
     "write_hex", "write_inputs",
     "write_activations", "write_config", "read_hex", "read_outputs", "unpack_outputs",
 ]
@@ -94,15 +94,20 @@ def pack_lanes(values: np.ndarray, lane_bits: int) -> list[int]:
 def _write_words(path: Path, words: Iterable[int], bits: int) -> Path:
     digits = -(-bits // 4)
     text = "".join(f"{int(w):0{digits}x}\n" for w in words)
+    return _write_text(path, text or f"{0:0{digits}x}\n")   # $readmemh needs at least one word
+
+
+def _write_text(path: Path, text: str) -> Path:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text or f"{0:0{digits}x}\n")   # $readmemh needs at least one word
+    tmp.write_text(text)
     tmp.replace(path)
     return path
 
 
-def activation_words(x_q: np.ndarray, spec: Spec, *, in_features: int | None = None,
-                     where: str = "activations") -> list[int]:
-    """The activation memory for int8 activations (in, N) (module docstring layout).
+def activation_lanes(x_q: np.ndarray, spec: Spec, *, in_features: int | None = None,
+                     where: str = "activations") -> np.ndarray:
+    """The activation memory for int8 activations (in, N) as bytes: (words, BC) uint8, lane 0 first
+    (module docstring layout).
 
     Raises UsageError, naming ``where``, for a non-integer or out-of-range array or N outside
     1..max_tokens."""
@@ -116,22 +121,30 @@ def activation_words(x_q: np.ndarray, spec: Spec, *, in_features: int | None = N
     n_tokens = spec.check_tokens(x.shape[1], what=f"{where}: N")
     bc = spec.block.cols
     stride = activation_stride(spec.buffers.max_tokens)
-    padded_in = -(-x.shape[0] // bc) * bc
-    padded = np.zeros((padded_in, n_tokens), dtype=np.int64)
-    padded[: x.shape[0]] = x
-    n_cols = padded_in // bc
-    slices = padded.reshape(n_cols, bc, n_tokens).transpose(0, 2, 1)     # (col, n, BC)
-    words = np.zeros((n_cols, stride), dtype=object)
-    words[:, :] = 0
-    lane_words = np.array(pack_lanes(slices.reshape(-1, bc), 8), dtype=object).reshape(n_cols, n_tokens)
-    words[:, :n_tokens] = lane_words
-    return [int(w) for w in words.reshape(-1)]
+    n_cols = -(-x.shape[0] // bc)
+    lanes = np.zeros((n_cols * bc, stride), dtype=np.uint8)
+    lanes[: x.shape[0], :n_tokens] = x.astype(np.int8).view(np.uint8)
+    return lanes.reshape(n_cols, bc, stride).transpose(0, 2, 1).reshape(n_cols * stride, bc)
+
+
+def activation_words(x_q: np.ndarray, spec: Spec, *, in_features: int | None = None,
+                     where: str = "activations") -> list[int]:
+    """The activation memory as one int per word (see :func:`activation_lanes`)."""
+    lanes = activation_lanes(x_q, spec, in_features=in_features, where=where)
+    return [int.from_bytes(row.tobytes(), "little") for row in lanes]
+
+
+def _hex_lines(lanes: np.ndarray) -> str:
+    """``$readmemh`` text of byte lanes (words, lanes), lane 0 lowest: one word per line."""
+    digits = 2 * lanes.shape[1]
+    text = np.ascontiguousarray(lanes[:, ::-1]).tobytes().hex()
+    return "".join(text[i:i + digits] + "\n" for i in range(0, len(text), digits))
 
 
 def write_activations(x_q: np.ndarray, spec: Spec, path: str | Path, *, in_features: int | None = None) -> Path:
     """Write int8 activations (in, N) as the activation memory (module docstring layout)."""
-    words = activation_words(x_q, spec, in_features=in_features, where=str(path))
-    return _write_words(Path(path), words, 8 * spec.block.cols)
+    lanes = activation_lanes(x_q, spec, in_features=in_features, where=str(path))
+    return _write_text(Path(path), _hex_lines(lanes))
 
 
 def write_config(path: str | Path, *, n_tokens: int, n_block_rows: int, n_block_cols: int, n_tiles: int) -> Path:
@@ -228,9 +241,25 @@ def unpack_outputs(words: Sequence[int], layer: BlockSparseLayer, spec: Spec, n_
 
 
 def read_outputs(path: str | Path, layer: BlockSparseLayer, spec: Spec, n_tokens: int) -> np.ndarray:
-    """Reassemble the engine's output words (``out.hex``) into y (out_features, N), int64."""
-    words = read_hex(path)
+    """Reassemble the engine's output words (``out.hex``) into y (out_features, N), int64.
+
+    A plain dump (one full-width hex word per line, as both simulators write it) is decoded as bytes in
+    one step; anything else goes through :func:`read_hex`, which names the line of a bad word."""
     need = layer.n_block_rows * n_tokens
-    if len(words) < need:
-        raise ImageError(f"{path}: {len(words)} output words, expected {need}")
-    return unpack_outputs(words, layer, spec, n_tokens)
+    br = spec.block.rows
+    tokens = Path(path).read_text().split()
+    try:
+        if any(len(t) != 2 * br for t in tokens):
+            raise ValueError
+        lanes = np.frombuffer(bytes.fromhex("".join(tokens)), dtype=np.uint8).reshape(-1, br)
+    except ValueError:
+        lanes = None
+    if lanes is None:
+        words = read_hex(path)
+        if len(words) < need:
+            raise ImageError(f"{path}: {len(words)} output words, expected {need}")
+        return unpack_outputs(words, layer, spec, n_tokens)
+    if len(lanes) < need:
+        raise ImageError(f"{path}: {len(lanes)} output words, expected {need}")
+    y = lanes[:need, ::-1].view(np.int8).reshape(layer.n_block_rows, n_tokens, br).transpose(0, 2, 1)
+    return y.reshape(layer.padded_out, n_tokens)[: layer.out_features].astype(np.int64)
