@@ -157,6 +157,39 @@ def test_server_keeps_one_simulator_for_many_calls(tmp_path):
         server.run_layers(image, jobs)
 
 
+def test_pool_spreads_jobs_over_servers_with_the_results_of_one_server(tmp_path):
+    """Two simulator processes serve a list of jobs in parallel; outputs and cycle counts equal those of
+    one server, in job order, and calls from several threads share the pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = load_spec("tile8")
+    rng = np.random.default_rng(19)
+    layers = [image_layer(spec, f"p{i}", 16, 24, 0.6, rng) for i in range(3)]
+    image = tmp_path / "pool.bfim"
+    write_image(image, layers, spec)
+    by_name = {layer.name: layer for layer in layers}
+    jobs = [(layer.name, activations(rng, layer, n)) for n in (2, 5) for layer in layers]
+    rtl = RtlSimulator(spec, work_dir=tmp_path / "rtl")
+    with rtl.pool(workers=1) as one:
+        single = list(one.map(image, jobs, layers=by_name))
+    with rtl.pool(workers=2, seed=5) as pool:
+        parallel = list(pool.map(image, jobs, layers=by_name))
+        with ThreadPoolExecutor(2) as threads:
+            calls = list(threads.map(lambda job: pool.run_layers(image, [job, job], layers=by_name), jobs[:2]))
+    assert len(one.servers) == 1 and len(pool.servers) == 2
+    assert [p.seed for p in parallel] != [5] * len(jobs)            # both servers (seeds 5, 6) ran jobs
+    for (name, x), a, b in zip(jobs, single, parallel):
+        ra, rb = a.results[0], b.results[0]
+        assert ra.layer == rb.layer == name and ra.ok and rb.ok
+        assert ra.cycles == rb.cycles == rb.estimated_cycles
+        np.testing.assert_array_equal(a.outputs[ra.job_id], b.outputs[rb.job_id])
+    for (name, x), run in zip(jobs[:2], calls):
+        expected, _ = reference.linear(by_name[name], x, spec.numerics)
+        assert run.ok and len(run.results) == 2
+        for result in run.results:
+            np.testing.assert_array_equal(run.outputs[result.job_id], expected)
+
+
 def test_rtl_backend_runs_a_tiny_encoder_with_logits_equal_to_the_integer_path(tmp_path):
     """RTL in the loop: every prunable linear of a (tiny, random) BERT computed by the engine."""
     torch = pytest.importorskip("torch")

@@ -8,11 +8,13 @@ cocotb 2.x supports (≥ 5.036) is present: Debian's 5.006 is too old, the PyPI 
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -103,19 +105,37 @@ def available_simulators() -> list[str]:
 
 
 class _Env:
-    """Temporarily replace os.environ (cocotb's runner reads the calling process's environment)."""
+    """Temporarily replace os.environ and sys.path, which cocotb's runner reads when it builds the
+    simulator's environment. Several threads may start simulators at once (an :class:`~.simulator.RtlPool`):
+    the swap holds a lock, and :meth:`release` ends it as soon as the runner has copied what it needs."""
 
-    def __init__(self, env: Mapping[str, str]):
+    _lock = threading.Lock()
+
+    def __init__(self, env: Mapping[str, str], path: Sequence[str] | None = None):
         self.env = dict(env)
+        self.path = None if path is None else list(path)
+        self.active = False
 
     def __enter__(self):
-        self.saved = dict(os.environ)
+        self._lock.acquire()
+        self.active = True
+        self.saved = dict(os.environ), list(sys.path)
         os.environ.clear()
         os.environ.update(self.env)
+        if self.path is not None:
+            sys.path[:] = self.path
+        return self
+
+    def release(self) -> None:
+        if self.active:
+            os.environ.clear()
+            os.environ.update(self.saved[0])
+            sys.path[:] = self.saved[1]
+            self.active = False
+            self._lock.release()
 
     def __exit__(self, *exc):
-        os.environ.clear()
-        os.environ.update(self.saved)
+        self.release()
 
 
 def build(sources: Sequence[Path], toplevel: str, build_dir: Path, simulator: str = "icarus", *,
@@ -162,6 +182,7 @@ def run(runner, test_module: str, toplevel: str, build_dir: Path, *, test_dir: P
     from cocotb_tools.check_results import get_results
 
     sim: Simulator = runner._blockforge_sim
+    runner = copy.copy(runner)          # the runner keeps per-test state: one copy per (concurrent) run
     build_dir = Path(build_dir)
     test_dir = Path(test_dir or build_dir)
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -169,25 +190,29 @@ def run(runner, test_module: str, toplevel: str, build_dir: Path, *, test_dir: P
     if results.exists():
         results.unlink()
     log = test_dir / "sim.log"
-    # The runner builds the simulator's PYTHONPATH from this process's sys.path.
-    saved_path = list(sys.path)
-    sys.path[:0] = [str(p) for p in python_path] + [str(SIM_ROOT.parent)]
-    # The bench's Python (numpy) shares the simulator's process: one BLAS/OpenMP thread, or idle
-    # OpenBLAS workers spin beside the simulation thread (measured: half the process's CPU on Verilator).
-    extra = {**SINGLE_THREADED_NUMERICS, **(extra_env or {})}
-    with _Env(sim.env):
+    # The runner builds the simulator's PYTHONPATH from sys.path. The bench's Python (numpy) shares the
+    # simulator's process: one BLAS/OpenMP thread, or idle OpenBLAS workers spin beside the simulation
+    # thread (measured: half the process's CPU on Verilator).
+    env = _Env({**sim.env, **SINGLE_THREADED_NUMERICS},
+               [str(p) for p in python_path] + [str(SIM_ROOT.parent)] + sys.path)
+    execute = runner._execute
+
+    def launch(cmds, cwd):              # the environment is built by now: let the next run start
+        env.release()
+        return execute(cmds, cwd)
+
+    runner._execute = launch
+    with env:
         try:
             runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                         build_dir=str(build_dir),
-                        test_dir=str(test_dir), plusargs=list(plusargs), extra_env=extra,
+                        test_dir=str(test_dir), plusargs=list(plusargs), extra_env=dict(extra_env or {}),
                         waves=waves, seed=seed, results_xml=str(results), timescale=TIMESCALE,
                         log_file=str(log), testcase=testcase)
         except (SystemExit, subprocess.CalledProcessError, RuntimeError) as exc:
             # Under pytest the runner raises on failing tests; outside it only the XML tells.
             if not results.exists():
                 raise SimError(f"{sim.name}: simulation of {toplevel} did not run ({exc}); see {log}") from None
-        finally:
-            sys.path[:] = saved_path
     if not results.exists():
         raise SimError(f"{sim.name}: simulation of {toplevel} wrote no results; see {log}")
     n_tests, n_failed = get_results(results)

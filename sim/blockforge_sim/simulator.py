@@ -17,12 +17,15 @@ import hashlib
 import itertools
 import json
 import os
+import queue
 import select
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from blockforge.hexfiles import read_outputs
@@ -92,19 +95,21 @@ class RtlSimulator:
         """Generate the Verilog and compile it (skipped when an identical build exists)."""
         if self._runner is not None:
             return self._runner
-        runner.find_simulator(self.simulator)
         t0 = time.perf_counter()
         rtl_dir = self.work_dir / "rtl"
         paths = write_verilog(self.spec, rtl_dir)
         sources = [paths["engine"], paths["sim_top"]] + ([paths["clocked_top"]] if self.free_clock else [])
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
-        digest += f"-waves={self.waves}"
+        tool = runner.find_simulator(self.simulator)
+        args = VERILATOR_FREE_CLOCK_ARGS if self.free_clock else ()
+        # how it is compiled is part of the build too (flags, make overrides such as the C++ -O level)
+        digest += f"-waves={self.waves}-args={tool.build_args + args}-make={tool.env.get('MAKEFLAGS', '')}"
         build_dir = self.work_dir / "build"
         stamp = build_dir / "blockforge.stamp"
         reuse = stamp.exists() and stamp.read_text() == digest
         with elapsed(f"{self.simulator} build of the {self.spec.name} engine", enabled=self.progress and not reuse):
             built = runner.build(sources, self.toplevel, build_dir, self.simulator, waves=self.waves, reuse=reuse,
-                                 verilator_args=VERILATOR_FREE_CLOCK_ARGS if self.free_clock else ())
+                                 verilator_args=args)
         stamp.write_text(digest)
         self._runner = built
         self.build_seconds = time.perf_counter() - t0
@@ -143,6 +148,12 @@ class RtlSimulator:
     def serve(self, *, seed: int = 1, stall_weights: int = 0, stall_out: int = 0) -> "RtlServer":
         """A simulator process kept running for many calls (see :class:`RtlServer`)."""
         return RtlServer(self, seed=seed, stall_weights=stall_weights, stall_out=stall_out)
+
+    def pool(self, *, workers: int | None = None, seed: int = 1, stall_weights: int = 0,
+             stall_out: int = 0) -> "RtlPool":
+        """Up to ``workers`` simulator processes (default: one per core) serving calls in parallel
+        (see :class:`RtlPool`)."""
+        return RtlPool(self, workers=workers, seed=seed, stall_weights=stall_weights, stall_out=stall_out)
 
     # ---- shared plumbing ----------------------------------------------------------------------------
     def _new_run_dir(self) -> Path:
@@ -302,18 +313,84 @@ class RtlServer:
         self.close()
 
 
+def default_workers() -> int:
+    """One simulator per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class RtlPool:
+    """Up to ``workers`` :class:`RtlServer` processes (default: one per core), started when calls need
+    them; each serves one call at a time. :meth:`run_layers` may be called from several threads at once,
+    :meth:`map` spreads single-layer jobs over the servers and yields their runs in job order.
+
+    Server k uses seed + k, which only shapes random stalls: outputs, and cycle counts without stalls,
+    do not depend on the server that ran a job, so results equal those of one server. Use as a context
+    manager (:meth:`close` stops every server)."""
+
+    def __init__(self, rtl: RtlSimulator, *, workers: int | None = None, seed: int = 1, stall_weights: int = 0,
+                 stall_out: int = 0):
+        self.rtl = rtl
+        self.workers = max(1, workers or default_workers())
+        self.seed = seed
+        self._stalls = {"stall_weights": stall_weights, "stall_out": stall_out}
+        self.servers: list[RtlServer] = []
+        self._free: queue.Queue[RtlServer] = queue.Queue()
+        self._lock = threading.Lock()
+
+    def _acquire(self) -> "RtlServer":
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if len(self.servers) < self.workers:
+                server = self.rtl.serve(seed=self.seed + len(self.servers), **self._stalls)
+                self.servers.append(server)
+                return server
+        return self._free.get()
+
+    def run_layers(self, image: str | Path, jobs: Sequence[tuple[str, np.ndarray]], *, check_cycles: bool = True,
+                   layers: dict[str, BlockSparseLayer] | None = None) -> SessionRun:
+        """:meth:`RtlServer.run_layers` on the next free server (the jobs of one call stay on one server,
+        so passes of one layer reload only their activations)."""
+        server = self._acquire()
+        try:
+            return server.run_layers(image, jobs, check_cycles=check_cycles, layers=layers)
+        finally:
+            self._free.put(server)
+
+    def map(self, image: str | Path, jobs: Sequence[tuple[str, np.ndarray]], *, check_cycles: bool = True,
+            layers: dict[str, BlockSparseLayer] | None = None) -> Iterator[SessionRun]:
+        """Run each ``(layer name, x_q)`` job as its own call on the servers; yields the runs in job order."""
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="blockforge-rtl-pool") as threads:
+            yield from threads.map(lambda job: self.run_layers(image, [job], check_cycles=check_cycles,
+                                                               layers=layers), jobs)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> "RtlPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
 class RtlBackend:
     """A ``blockforge.qmodel`` backend that computes every layer call on the RTL engine.
 
     The layers are written once into a real ``.bfim`` image that the bench reads; each call is split
-    into blocks of at most ``max_tokens`` activation columns. One simulator process (an
-    :class:`RtlServer`) serves every call until :meth:`close`. Keeps per-layer statistics for reports.
+    into blocks of at most ``max_tokens`` activation columns. An :class:`RtlPool` of up to ``workers``
+    simulator processes (default one per core) serves every call until :meth:`close`; calls may come
+    from several threads (one model forward per thread). Keeps per-layer statistics for reports.
     """
 
     rtl: RtlSimulator
     layers: Sequence[BlockSparseLayer]
     seed: int = 1
+    workers: int | None = None
     stats: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
@@ -321,14 +398,13 @@ class RtlBackend:
         self.image.parent.mkdir(parents=True, exist_ok=True)
         write_image(self.image, list(self.layers), self.rtl.spec)
         self._by_name = {layer.name: layer for layer in self.layers}
-        self._server: RtlServer | None = None
+        self._pool = self.rtl.pool(workers=self.workers, seed=self.seed)
+        self.workers = self._pool.workers
         self.__name__ = f"rtl_backend[{self.rtl.simulator}]"
 
     def close(self) -> None:
-        """Stop the simulator process (started on the first call)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """Stop the simulator processes (started by the first calls)."""
+        self._pool.close()
 
     def __enter__(self) -> "RtlBackend":
         return self
@@ -342,15 +418,13 @@ class RtlBackend:
         n_max = self.rtl.spec.buffers.max_tokens
         total = x_q.shape[1]
         jobs = [(layer.name, x_q[:, lo:lo + n_max]) for lo in range(0, total, n_max)]
-        if self._server is None:
-            self._server = self.rtl.serve(seed=self.seed)
-        run = self._server.run_layers(self.image, jobs, layers=self._by_name)
+        run = self._pool.run_layers(self.image, jobs, layers=self._by_name)
         self.stats.append({"layer": layer.name, "tokens": total, "jobs": len(jobs), "cycles": run.cycles,
                            "estimated_cycles": sum(r.estimated_cycles for r in run.results),
                            "mismatches": run.mismatches, "ok": run.ok, "wall_seconds": run.wall_seconds})
         if not run.ok:
             bad = next(r for r in run.results if not r.ok)
-            raise runner.SimError(f"RTL backend: {bad.describe_mismatches(self.seed)}; status {bad.status_names}")
+            raise runner.SimError(f"RTL backend: {bad.describe_mismatches(run.seed)}; status {bad.status_names}")
         return np.concatenate([run.outputs[r.job_id] for r in run.results], axis=1)
 
 

@@ -34,6 +34,8 @@ def _add_settings(parser: argparse.ArgumentParser, *, demo: bool) -> None:
     parser.add_argument("--rtl-eval-examples", type=int, default=None,
                         help="dev examples scored through the RTL (0 skips; default 8)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--sim-workers", type=int, default=None,
+                        help="simulator processes run in parallel by the RTL stages (default: one per core)")
     parser.add_argument("--config", type=Path, default=None, help="YAML file of run settings")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                         help="no progress bars or build timers on stderr")
@@ -58,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = {key: getattr(args, key) for key in ("spec", "model", "task", "sparsity", "method", "preset", "seed",
                                                       "simulator", "tokens", "rtl_eval_examples", "threads",
-                                                      "progress")}
+                                                      "sim_workers", "progress")}
     if args.config is not None:
         config = RunConfig.from_yaml(args.config, **overrides)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="stall the weight memory with probability R/256 per cycle")
     parser.add_argument("--stall-out", type=int, default=0, metavar="R",
                         help="drop output ready with probability R/256 per cycle")
+    parser.add_argument("--workers", type=int, default=None, metavar="K",
+                        help="simulator processes run in parallel, layers spread over them (default: one per "
+                             "core; 1 with --waves)")
     parser.add_argument("--waves", action="store_true", help="write waves (FST) and print their path")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
                         help=f"build products, hex files and waves (default {DEFAULT_WORK_DIR})")
@@ -94,54 +98,57 @@ def _sim(args: argparse.Namespace) -> int:
     for flag, value in (("--stall-weights", args.stall_weights), ("--stall-out", args.stall_out)):
         if not 0 <= value <= 255:
             raise UsageError(f"{flag} must be in [0, 255], got {value}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     names = _select_layers(image.layer_names(), args.layer, args.image)
     given = {}                                   # the user's activations, read (and refused) before the build
     if args.activations is not None:
         given = {name: _activations(args, image.layer(name), n_tokens, None) for name in names}
+        for name, x in given.items():
+            spec.check_tokens(x.shape[1], what=f"{args.activations}: {name}: N")
     rtl = RtlSimulator(spec, simulator=args.simulator, work_dir=args.work_dir, waves=args.waves,
                        progress=not args.json)
     rtl.build()
     rng = np.random.default_rng(args.seed)
+    jobs = [(name, given[name] if name in given else _activations(args, image.layer(name), n_tokens, rng))
+            for name in names]
     stalls = bool(args.stall_weights or args.stall_out)
     rows, failed = [], 0
-    bar = tqdm(names, desc=f"RTL {args.simulator}", unit="layer", disable=args.json or not sys.stderr.isatty())
     if not args.json:
         print(f"{'layer':<48} {'N':>3} {'mismatch':>8} {'RTL cycles':>11} {'estimate':>10} {'MACs':>12} "
               f"{'util':>6} {'wall s':>7} {'cycles/s':>9}")
-    server = rtl.serve(seed=args.seed, stall_weights=args.stall_weights, stall_out=args.stall_out)
-    try:
-        for name in bar:
-            failed += _sim_layer(args, spec, image, name, given.get(name), n_tokens, rng, server, stalls, rows)
-    finally:
-        server.close()
-    waves = rtl.waves_of(server.run_dir) if args.waves else None
+    started = time.perf_counter()
+    with rtl.pool(workers=1 if args.waves else args.workers, seed=args.seed, stall_weights=args.stall_weights,
+                  stall_out=args.stall_out) as pool:
+        runs = pool.map(args.image, jobs, check_cycles=not stalls, layers={name: image.layer(name) for name in names})
+        bar = tqdm(runs, total=len(jobs), desc=f"RTL {args.simulator}", unit="layer",
+                   disable=args.json or not sys.stderr.isatty())
+        for (name, _), run in zip(jobs, bar):
+            failed += _layer_row(args, spec, image.layer(name), run, rows)
+    waves = rtl.waves_of(pool.servers[0].run_dir) if args.waves and pool.servers else None
     totals = {
         **result_totals(rows), "failed_layers": failed,
-        "wall_seconds": round(sum(r["wall_seconds"] for r in rows), 2), "build_seconds": round(rtl.build_seconds, 2),
-        "waves": str(waves) if waves else None,
+        "wall_seconds": round(time.perf_counter() - started, 2), "workers": pool.workers,
+        "build_seconds": round(rtl.build_seconds, 2), "waves": str(waves) if waves else None,
     }
     if args.json:
         print(json.dumps({"totals": totals}, sort_keys=True))
     else:
         print(f"total: {totals['layers']} layers, {totals['elements']:,} outputs, {totals['mismatches']} mismatches, "
               f"RTL {totals['rtl_cycles']:,} cycles, estimate {totals['estimated_cycles']:,} "
-              f"({totals['layers_cycles_equal']}/{totals['layers']} layers equal), {totals['wall_seconds']:.1f} s")
+              f"({totals['layers_cycles_equal']}/{totals['layers']} layers equal), {totals['wall_seconds']:.1f} s "
+              f"on {pool.workers} simulator{'s' if pool.workers > 1 else ''}")
         if waves:
             print(f"waves: {waves}")
     return 1 if failed else 0
 
 
-def _sim_layer(args, spec, image, name, x, n_tokens, rng, server, stalls, rows) -> int:
-    """Run one layer on the server (on ``x``, or seeded random activations when None), print its line,
-    append its row; 1 if it failed."""
+def _layer_row(args, spec, layer, run, rows) -> int:
+    """Print a finished layer's line, append its row; 1 if it failed."""
     from blockforge.estimate import utilization
     from blockforge_sim.jobs import result_row
 
-    layer = image.layer(name)
-    if x is None:
-        x = _activations(args, layer, n_tokens, rng)
-    spec.check_tokens(x.shape[1], what=f"{args.activations}: {name}: N")
-    run = server.run_layers(args.image, [(name, x)], check_cycles=not stalls, layers={name: layer})
+    name = layer.name
     r = run.results[0]
     row = {
         **result_row(r), "layer": name, "macs": r.macs, "utilization": utilization(spec, r.macs, r.cycles),
@@ -161,5 +168,5 @@ def _sim_layer(args, spec, image, name, x, n_tokens, rng, server, stalls, rows) 
           f"{r.macs:>12,} {row['utilization']:>6.1%} {run.wall_seconds:>7.1f} "
           f"{row['sim_cycles_per_second'] or 0:>9,}{state}", flush=True)
     if not r.ok and r.first_mismatches:
-        print("  " + r.describe_mismatches(args.seed))
+        print("  " + r.describe_mismatches(run.seed))
     return int(not r.ok)

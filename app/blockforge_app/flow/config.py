@@ -29,9 +29,9 @@ _CHECKED_FIELDS = (   # (field, accepted types, lower bound): the YAML and the f
     ("seed", (int,), 0), ("train_size", (int,), 1), ("dev_size", (int,), 1), ("dense_epochs", (int, float), 0),
     ("bsp_epochs", (int, float), 0), ("retrain_epochs", (int, float), 0), ("distill", (bool,), None),
     ("max_length", (int,), 8), ("calib", (int,), 1), ("tokens", (int,), 1), ("rtl_eval_examples", (int,), 0),
-    ("threads", (int,), 1), ("progress", (bool,), None))
+    ("threads", (int,), 1), ("sim_workers", (int,), 1), ("progress", (bool,), None))
 _OPTIONAL_FIELDS = {"train_size", "dev_size", "dense_epochs", "bsp_epochs", "retrain_epochs", "distill", "tokens",
-                    "threads"}
+                    "threads", "sim_workers"}
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,9 @@ class RunConfig:
     calib: int = 256
     tokens: int | None = None          # N per RTL pass; None: max_tokens on Verilator, 16 on Icarus
     simulator: str = "auto"            # auto | icarus | verilator
-    rtl_eval_examples: int = 8         # dev examples scored through the RTL, one at a time (0: skip)
+    rtl_eval_examples: int = 8         # dev examples scored through the RTL (0: skip)
     threads: int | None = None
+    sim_workers: int | None = None     # simulator processes in parallel; None: one per core
     progress: bool = True              # progress bars and build timers on stderr
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -232,9 +233,11 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
     rtl.build()                       # before the bar: a Verilator compile shows its own elapsed time
     rows = []
     by_name = {layer.name: layer for layer in layers}
-    with rtl.serve(seed=config.seed + 1) as server:
-        for job in tqdm(jobs, desc=f"RTL {simulator}", unit="layer", leave=False, disable=not config.progress):
-            r = server.run_layers(image_path, [job], layers=by_name).results[0]
+    with rtl.pool(workers=config.sim_workers, seed=config.seed + 1) as pool:
+        runs = pool.map(image_path, jobs, layers=by_name)
+        for run in tqdm(runs, total=len(jobs), desc=f"RTL {simulator}", unit="layer", leave=False,
+                        disable=not config.progress):
+            r = run.results[0]
             rows.append({**result_row(r), "sim_seconds": round(r.sim_seconds, 3)})
     atomic_write(target, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode())
     totals = result_totals(rows)
@@ -249,7 +252,8 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     the integer PyTorch path's exactly. Examples are sorted by length and packed into batches of at most
     RTL_EVAL_PASSES engine passes of ``max_tokens`` columns: short sentences share a pass (the engine is
     token-parallel), and each layer's weights are read into the simulated memory once per batch, the
-    following passes reloading only their activations."""
+    following passes reloading only their activations. Batches run in parallel, one per simulator process
+    (``sim_workers``, default one per core)."""
     import torch
 
     from blockforge.batches import pack_by_tokens, tokenize
@@ -268,21 +272,26 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     int8_predictions: dict[int, float] = {}
     pick = (lambda t: t.squeeze(-1).tolist()) if task.is_regression else (lambda t: t.argmax(-1).tolist())
     started = time.perf_counter()
-    with torch.no_grad(), RtlBackend(rtl, layers, seed=config.seed + 1) as backend, \
+    with torch.no_grad(), RtlBackend(rtl, layers, seed=config.seed + 1, workers=config.sim_workers) as backend, \
             tqdm(total=count, desc=f"RTL eval ({simulator})", unit="example", leave=False,
                  disable=not config.progress) as bar:
         rtl_model = integer_model(model, layers, spec, backend=backend)
-        for group in groups:
-            batch = split.collate(group, task.is_regression)
-            batch.pop("labels")
-            tokens += int(batch["attention_mask"].sum())
-            columns += int(batch["input_ids"].numel())
-            expected = reference_model(**batch).logits
-            got = rtl_model(**batch).logits
-            identical &= bool(torch.equal(expected, got))
-            rtl_predictions.update(zip(group, pick(got)))
-            int8_predictions.update(zip(group, pick(expected)))
-            bar.update(len(group))
+
+        def score(group: list[int]):
+            # one batch, in one of the backend's threads; torch ops and the simulators release the GIL
+            with torch.no_grad():
+                batch = split.collate(group, task.is_regression)
+                batch.pop("labels")
+                return group, batch, reference_model(**batch).logits, rtl_model(**batch).logits
+
+        with ThreadPoolExecutor(backend.workers, thread_name_prefix="blockforge-rtl-eval") as threads:
+            for group, batch, expected, got in threads.map(score, groups):
+                tokens += int(batch["attention_mask"].sum())
+                columns += int(batch["input_ids"].numel())
+                identical &= bool(torch.equal(expected, got))
+                rtl_predictions.update(zip(group, pick(got)))
+                int8_predictions.update(zip(group, pick(expected)))
+                bar.update(len(group))
     wall = time.perf_counter() - started
     rtl_predictions = [rtl_predictions[i] for i in range(count)]
     int8_predictions = [int8_predictions[i] for i in range(count)]
@@ -290,6 +299,7 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     accuracy = None if task.is_regression else float(np.mean([p == int(y) for p, y in zip(rtl_predictions, labels)]))
     int8_accuracy = None if task.is_regression else float(np.mean([p == int(y) for p, y in zip(int8_predictions, labels)]))
     return {"examples": count, "tokens": tokens, "columns": columns, "batches": len(groups),
+            "sim_workers": backend.workers,
             "logits_identical_to_int8_path": identical, "accuracy": accuracy,
             "int8_accuracy_same_examples": int8_accuracy, "wall_seconds": round(wall, 1),
             "examples_per_second": round(count / wall, 2) if wall else None,
