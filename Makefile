@@ -57,7 +57,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 test-all: setup
-	$(BIN)/python -m pytest -m ''
+	$(BIN)/python -m pytest -m '' -n auto
 
 demo: setup verilator
 	$(BIN)/blockforge demo

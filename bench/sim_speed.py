@@ -145,7 +145,7 @@ def main() -> None:
                 new["cycles_per_s"] / old["cycles_per_s"], 2)}
             if args.workers > 1:                 # the pool: one simulator per core, side by side with one
                 jobs = 4 * args.workers if simulator == "verilator" else args.workers
-                one = pool_speed(simulator, work / f"{simulator}-pool1", 1, jobs)
+                one = pool_speed(simulator, work / f"{simulator}-pool", 1, jobs)
                 many = pool_speed(simulator, work / f"{simulator}-pool", args.workers, jobs)
                 out[simulator]["pool"] = {**many, "one_server": one, "speedup_vs_one": round(
                     many["cycles_per_wall_s"] / one["cycles_per_wall_s"], 2)}
