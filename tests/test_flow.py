@@ -48,6 +48,15 @@ def test_distillation_follows_the_preset_unless_given():
     assert RunConfig(preset="full", distill=False).resolved_distill is False
 
 
+def test_rtl_eval_examples_follow_the_simulator_unless_given():
+    assert RunConfig().resolved_rtl_eval_examples("verilator") == 64
+    assert RunConfig().resolved_rtl_eval_examples("icarus") == 8
+    assert RunConfig(rtl_eval_examples=0).resolved_rtl_eval_examples("verilator") == 0     # 0 skips the stage
+    assert RunConfig(rtl_eval_examples=500).resolved_rtl_eval_examples("icarus") == 500
+    with pytest.raises(UsageError, match="rtl_eval_examples: expected int >= 0, got -1"):
+        RunConfig(rtl_eval_examples=-1)
+
+
 def test_run_cli_reports_config_errors_with_exit_2(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text("modle: default\n")

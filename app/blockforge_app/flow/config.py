@@ -20,6 +20,9 @@ PRESETS = {
     # The full schedule (prune.Schedule defaults) on the task's own sizes (tweets: 4,000 / 2,000).
     "full": {"train_size": None, "dev_size": None},
 }
+# Dev examples scored through the RTL when the run does not say (docs/simulation.md: Verilator scores
+# ≈ 0.34 tweets/s on 2 cores, the whole dev split in 24 min; Icarus is ≈ 100× slower).
+RTL_EVAL_EXAMPLES = {"verilator": 64, "icarus": 8}
 STAGES = ("prune", "export", "int8_eval", "rtl_layers", "rtl_eval", "estimate", "report")
 
 
@@ -31,7 +34,7 @@ _CHECKED_FIELDS = (   # (field, accepted types, lower bound): the YAML and the f
     ("max_length", (int,), 8), ("calib", (int,), 1), ("tokens", (int,), 1), ("rtl_eval_examples", (int,), 0),
     ("threads", (int,), 1), ("sim_workers", (int,), 1), ("progress", (bool,), None))
 _OPTIONAL_FIELDS = {"train_size", "dev_size", "dense_epochs", "bsp_epochs", "retrain_epochs", "distill", "tokens",
-                    "threads", "sim_workers"}
+                    "threads", "sim_workers", "rtl_eval_examples"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class RunConfig:
     calib: int = 256
     tokens: int | None = None          # N per RTL pass; None: max_tokens on Verilator, 16 on Icarus
     simulator: str = "auto"            # auto | icarus | verilator
-    rtl_eval_examples: int = 8         # dev examples scored through the RTL (0: skip)
+    rtl_eval_examples: int | None = None   # dev examples scored through the RTL (0: skip); None: 64 on
+                                           # Verilator, 8 on Icarus
     threads: int | None = None
     sim_workers: int | None = None     # simulator processes in parallel; None: one per core
     progress: bool = True              # progress bars and build timers on stderr
@@ -78,8 +82,10 @@ class RunConfig:
             raise UsageError(f"preset: unknown preset {self.preset!r} (known: {', '.join(PRESETS)})")
         if self.simulator not in ("auto", "icarus", "verilator"):
             raise UsageError(f"simulator: expected auto, icarus or verilator, got {self.simulator!r}")
-        if self.rtl_eval_examples < 0:
-            raise UsageError(f"rtl_eval_examples: must be >= 0, got {self.rtl_eval_examples}")
+
+    def resolved_rtl_eval_examples(self, simulator: str) -> int:
+        """Dev examples scored through the RTL: as set, else RTL_EVAL_EXAMPLES of the simulator used."""
+        return self.rtl_eval_examples if self.rtl_eval_examples is not None else RTL_EVAL_EXAMPLES[simulator]
 
     @property
     def resolved_distill(self) -> bool:

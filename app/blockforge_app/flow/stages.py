@@ -86,10 +86,11 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
     n_tokens = config.tokens if config.tokens is not None else (
         spec.buffers.max_tokens if simulator == "verilator" else min(16, spec.buffers.max_tokens))
     spec.check_tokens(n_tokens, what="tokens")
+    rtl_examples = config.resolved_rtl_eval_examples(simulator)
     sched = config.schedule_values()
     stages = Stages(out, log)
     (out / "run.yaml").write_text(yaml.safe_dump({**dataclasses.asdict(config), "resolved": {
-        "simulator": simulator, "tokens": n_tokens, **sched}}, sort_keys=False))
+        "simulator": simulator, "tokens": n_tokens, "rtl_eval_examples": rtl_examples, **sched}}, sort_keys=False))
     common = {"spec": spec.digest, "model": config.model, "task": config.task, "seed": config.seed,
               "input_files": fingerprint(contents(_input_files(config, spec)))[:16],
               "max_length": config.max_length, "train_size": sched["train_size"], "dev_size": sched["dev_size"]}
@@ -154,10 +155,10 @@ def run_flow(config: RunConfig, out_dir: str | Path, *, log: Callable[[str], Non
 
     # 5. task accuracy measured through the RTL (every prunable linear on the engine)
     def rtl_eval() -> dict:
-        return _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log)
+        return _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, rtl_examples, out, log)
     rtl_eval_result = None
-    if config.rtl_eval_examples:
-        rtl_eval_result = stages.run("rtl_eval", {"simulator": simulator, "examples": config.rtl_eval_examples},
+    if rtl_examples:
+        rtl_eval_result = stages.run("rtl_eval", {"simulator": simulator, "examples": rtl_examples},
                                      [], rtl_eval, after=("export",))
 
     # 6. the cycle model for the same image and N, compared with the RTL
@@ -247,7 +248,7 @@ def _rtl_layers(pruned_dir, image_path, spec, config, sched, simulator, n_tokens
             "cycles_per_second": round(totals["rtl_cycles"] / seconds) if seconds else None}
 
 
-def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) -> dict:
+def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, examples, out, log) -> dict:
     """Score dev examples with every prunable linear computed by the RTL engine; the logits must equal
     the integer PyTorch path's exactly. Examples are sorted by length and packed into batches of at most
     RTL_EVAL_PASSES engine passes of ``max_tokens`` columns: short sentences share a pass (the engine is
@@ -260,7 +261,7 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, out, log) 
     from blockforge.qmodel import integer_model
 
     model, tokenizer, layers, task = _integer_parts(pruned_dir, image_path, spec, config, sched)
-    count = min(config.rtl_eval_examples, len(task.dev))
+    count = min(examples, len(task.dev))
     split = tokenize(tokenizer, task.dev[:count], config.max_length)
     rtl = RtlSimulator(spec, simulator=simulator, work_dir=out / "rtl", progress=config.progress)
     rtl.build()
