@@ -39,3 +39,33 @@ def test_a_failing_cocotb_test_raises(tmp_path):
 def test_unknown_simulator_is_a_clear_error():
     with pytest.raises(runner.SimError, match=r"^unknown simulator 'questa' \(choose from icarus, verilator\)$"):
         runner.find_simulator("questa")
+
+
+def test_threaded_map_keeps_order_and_stops_at_the_first_error():
+    """The pool's map: results in item order; an error surfaces without running the items not started."""
+    import threading
+    import time
+
+    from blockforge_sim.simulator import threaded_map
+
+    names = set()
+
+    def square(i):
+        names.add(threading.current_thread().name)
+        time.sleep(0.01 * (5 - i % 5))               # later items finish first
+        return i * i
+
+    assert list(threaded_map(square, range(10), 3)) == [i * i for i in range(10)]
+    assert 1 < len(names) <= 3
+    started = []
+
+    def fail_at_two(i):
+        started.append(i)
+        time.sleep(0.05)
+        if i == 2:
+            raise ValueError("job 2")
+        return i
+
+    with pytest.raises(ValueError, match="job 2"):
+        list(threaded_map(fail_at_two, range(50), 2))
+    assert len(started) < 10

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from blockforge.hexfiles import read_outputs
@@ -313,6 +313,16 @@ class RtlServer:
         self.close()
 
 
+def threaded_map(fn: Callable, items: Sequence, workers: int) -> Iterator:
+    """``fn`` over ``items`` on ``workers`` threads, results in item order. When the caller stops early or
+    ``fn`` raises, items not started yet are dropped (the error surfaces now, not after the rest ran)."""
+    threads = ThreadPoolExecutor(workers, thread_name_prefix="blockforge-rtl")
+    try:
+        yield from threads.map(fn, items)
+    finally:
+        threads.shutdown(wait=True, cancel_futures=True)
+
+
 def default_workers() -> int:
     """One simulator per core this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -362,9 +372,8 @@ class RtlPool:
     def map(self, image: str | Path, jobs: Sequence[tuple[str, np.ndarray]], *, check_cycles: bool = True,
             layers: dict[str, BlockSparseLayer] | None = None) -> Iterator[SessionRun]:
         """Run each ``(layer name, x_q)`` job as its own call on the servers; yields the runs in job order."""
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="blockforge-rtl-pool") as threads:
-            yield from threads.map(lambda job: self.run_layers(image, [job], check_cycles=check_cycles,
-                                                               layers=layers), jobs)
+        yield from threaded_map(lambda job: self.run_layers(image, [job], check_cycles=check_cycles, layers=layers),
+                                jobs, self.workers)
 
     def close(self) -> None:
         for server in self.servers:

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,7 +26,7 @@ from blockforge.resume import contents, fingerprint
 from blockforge.spec import load_spec
 from blockforge_sim.jobs import result_row, result_totals
 from blockforge_sim.runner import available_simulators, find_simulator
-from blockforge_sim.simulator import RtlBackend, RtlSimulator
+from blockforge_sim.simulator import RtlBackend, RtlSimulator, threaded_map
 from blockforge_sim.simulator import summarize as summarize_stats
 from tqdm.auto import tqdm
 
@@ -285,14 +284,13 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, examples, 
                 batch.pop("labels")
                 return group, batch, reference_model(**batch).logits, rtl_model(**batch).logits
 
-        with ThreadPoolExecutor(backend.workers, thread_name_prefix="blockforge-rtl-eval") as threads:
-            for group, batch, expected, got in threads.map(score, groups):
-                tokens += int(batch["attention_mask"].sum())
-                columns += int(batch["input_ids"].numel())
-                identical &= bool(torch.equal(expected, got))
-                rtl_predictions.update(zip(group, pick(got)))
-                int8_predictions.update(zip(group, pick(expected)))
-                bar.update(len(group))
+        for group, batch, expected, got in threaded_map(score, groups, backend.workers):
+            tokens += int(batch["attention_mask"].sum())
+            columns += int(batch["input_ids"].numel())
+            identical &= bool(torch.equal(expected, got))
+            rtl_predictions.update(zip(group, pick(got)))
+            int8_predictions.update(zip(group, pick(expected)))
+            bar.update(len(group))
     wall = time.perf_counter() - started
     rtl_predictions = [rtl_predictions[i] for i in range(count)]
     int8_predictions = [int8_predictions[i] for i in range(count)]
