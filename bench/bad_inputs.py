@@ -298,7 +298,7 @@ def resume_cases(root: Path) -> list[Case]:
         out = a_file / name
         cases.append(Case("atomicity / resume", f"run -o under a file ({name})", ["run", "-o", str(out)],
                           names=("resume-file",)))
-    for flag in ("--tokens", "--rtl-eval-examples", "--threads", "--seed", "--sparsity"):
+    for flag in ("--tokens", "--rtl-eval-examples", "--threads", "--sim-workers", "--seed", "--sparsity"):
         for value in ("-1", "abc"):
             out = root / "resume-runs" / f"{flag}{value}"
             cases.append(Case("atomicity / resume", f"run {flag} {value}", ["run", flag, value, "-o", str(out)],
@@ -340,6 +340,8 @@ def flag_cases(root: Path, image: Path) -> list[Case]:
                       ["sim", str(image), "--spec", "tile8", "--tokens", "0"], names=("--tokens",)))
     cases.append(Case("report / sim / estimate flags", "sim --stall-weights 300",
                       ["sim", str(image), "--spec", "tile8", "--stall-weights", "300"], names=("--stall-weights",)))
+    cases.append(Case("report / sim / estimate flags", "sim --workers 0",
+                      ["sim", str(image), "--spec", "tile8", "--workers", "0"], names=("--workers",)))
     acts = root / "acts.npz"
     acts.write_bytes(b"PK\x03\x04 broken zip")
     cases.append(Case("report / sim / estimate flags", "sim --activations broken zip",
