@@ -89,8 +89,24 @@ def find_simulator(name: str = "icarus") -> Simulator:
         env = _verilator_env(bin_dir)
         env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include"
                             " CFG_CXXFLAGS_COROUTINES=-fcoroutines OPT_FAST=-O3 OPT_GLOBAL=-O3").strip()
-        return Simulator("verilator", env, ("-Wno-fatal", "-Wno-lint", "-Wno-style"))
+        # -march=native: the model is compiled on, and for, the machine that runs it (≈ 5% faster; the
+        # build stamp names the CPU, so a build folder carried to another machine is rebuilt).
+        return Simulator("verilator", env, ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-march=native"))
     raise SimError(f"unknown simulator {name!r} (choose from {', '.join(SIMULATORS)})")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else the platform's machine and processor strings."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return f"{platform.machine()} {platform.processor()}".strip()
 
 
 def available_simulators() -> list[str]:

@@ -103,7 +103,8 @@ class RtlSimulator:
         tool = runner.find_simulator(self.simulator)
         args = VERILATOR_FREE_CLOCK_ARGS if self.free_clock else ()
         # how it is compiled is part of the build too (flags, make overrides such as the C++ -O level)
-        digest += f"-waves={self.waves}-args={tool.build_args + args}-make={tool.env.get('MAKEFLAGS', '')}"
+        digest += (f"-waves={self.waves}-args={tool.build_args + args}-make={tool.env.get('MAKEFLAGS', '')}"
+                   f"-cpu={runner.cpu_model()}")
         build_dir = self.work_dir / "build"
         stamp = build_dir / "blockforge.stamp"
         reuse = stamp.exists() and stamp.read_text() == digest

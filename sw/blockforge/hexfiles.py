@@ -137,8 +137,10 @@ def activation_words(x_q: np.ndarray, spec: Spec, *, in_features: int | None = N
 def _hex_lines(lanes: np.ndarray) -> str:
     """``$readmemh`` text of byte lanes (words, lanes), lane 0 lowest: one word per line."""
     digits = 2 * lanes.shape[1]
-    text = np.ascontiguousarray(lanes[:, ::-1]).tobytes().hex()
-    return "".join(text[i:i + digits] + "\n" for i in range(0, len(text), digits))
+    hexed = np.frombuffer(np.ascontiguousarray(lanes[:, ::-1]).tobytes().hex().encode("ascii"), dtype=np.uint8)
+    lines = np.full((len(lanes), digits + 1), ord("\n"), dtype=np.uint8)
+    lines[:, :digits] = hexed.reshape(len(lanes), digits)
+    return lines.tobytes().decode("ascii")
 
 
 def write_activations(x_q: np.ndarray, spec: Spec, path: str | Path, *, in_features: int | None = None) -> Path:
@@ -152,26 +154,34 @@ def write_config(path: str | Path, *, n_tokens: int, n_block_rows: int, n_block_
     return _write_words(Path(path), [n_tokens, n_block_rows, n_block_cols, n_tiles], CONFIG_WORD_BITS)
 
 
-def layer_words(layer: BlockSparseLayer, spec: Spec) -> dict[str, list[int]]:
-    """The words of a layer's memories: ``weights``, ``index``, ``bias``, ``multiplier``, ``shift``
-    (module docstring layouts). Raises UsageError if the layer was built for another block shape, does
-    not fit the spec, or has a multiplier or shift the engine cannot hold."""
+def _check_layer(layer: BlockSparseLayer, spec: Spec) -> None:
     if (layer.block_rows, layer.block_cols) != (spec.block.rows, spec.block.cols):
         raise UsageError(f"{layer.name}: layer has {layer.block_rows}x{layer.block_cols} blocks, spec "
                          f"{spec.name} has {spec.block.rows}x{spec.block.cols}")
     spec.tiling(layer.out_features, layer.in_features, layer=layer.name)
-    br, nb = spec.block.rows, spec.numerics
     if np.any(layer.shift < 0) or np.any(layer.shift > MAX_SHIFT):
         raise UsageError(f"{layer.name}: requantization shifts must lie in [0, {MAX_SHIFT}]")
-    if np.any(layer.multiplier < 0) or np.any(layer.multiplier >= 1 << nb.multiplier_bits):
-        raise UsageError(f"{layer.name}: multipliers must lie in [0, 2^{nb.multiplier_bits})")
+    if np.any(layer.multiplier < 0) or np.any(layer.multiplier >= 1 << spec.numerics.multiplier_bits):
+        raise UsageError(f"{layer.name}: multipliers must lie in [0, 2^{spec.numerics.multiplier_bits})")
+
+
+def _parameter_words(layer: BlockSparseLayer, spec: Spec) -> dict[str, list[int]]:
+    br, nb = spec.block.rows, spec.numerics
     return {
-        "weights": [int(w) for w in pack_tile_words(layer.tiles, spec.memory.weight_bus_bits)],
         "index": index_entries(layer).tolist(),
         "bias": pack_lanes(layer.bias.reshape(-1, br), nb.acc_bits),
         "multiplier": pack_lanes(layer.multiplier.reshape(-1, br), nb.multiplier_bits),
         "shift": pack_lanes(layer.shift.reshape(-1, br), SHIFT_BITS),
     }
+
+
+def layer_words(layer: BlockSparseLayer, spec: Spec) -> dict[str, list[int]]:
+    """The words of a layer's memories: ``weights``, ``index``, ``bias``, ``multiplier``, ``shift``
+    (module docstring layouts). Raises UsageError if the layer was built for another block shape, does
+    not fit the spec, or has a multiplier or shift the engine cannot hold."""
+    _check_layer(layer, spec)
+    return {"weights": [int(w) for w in pack_tile_words(layer.tiles, spec.memory.weight_bus_bits)],
+            **_parameter_words(layer, spec)}
 
 
 def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.ndarray | None = None,
@@ -183,13 +193,18 @@ def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.
     start with status ``bad_tokens`` until a config with N is written by :func:`write_config`).
     Raises UsageError if the layer was built for another block shape.
     """
-    words = layer_words(layer, spec)
+    _check_layer(layer, spec)
+    words = _parameter_words(layer, spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     br, nb = spec.block.rows, spec.numerics
-    widths = {"weights": spec.memory.weight_bus_bits, "index": INDEX_ENTRY_BITS, "bias": br * nb.acc_bits,
-              "multiplier": br * nb.multiplier_bits, "shift": br * SHIFT_BITS}
-    paths = {name: _write_words(out / f"{name}.hex", words[name], bits) for name, bits in widths.items()}
+    widths = {"index": INDEX_ENTRY_BITS, "bias": br * nb.acc_bits, "multiplier": br * nb.multiplier_bits,
+              "shift": br * SHIFT_BITS}
+    # the weights as bytes in one step: the bus words of pack_tile_words, byte 0 lowest
+    bus_bytes = spec.memory.weight_bus_bits // 8
+    weights = np.ascontiguousarray(layer.tiles, dtype=np.int8).view(np.uint8).reshape(-1, bus_bytes)
+    paths = {"weights": _write_text(out / "weights.hex", _hex_lines(weights) or "0" * 2 * bus_bytes + "\n")}
+    paths.update({name: _write_words(out / f"{name}.hex", words[name], bits) for name, bits in widths.items()})
     if x_q is not None:
         return {**paths, **write_inputs(layer, spec, out, x_q)}
     paths["config"] = write_config(out / "config.hex", n_tokens=n_tokens or 0, n_block_rows=layer.n_block_rows,
