@@ -33,12 +33,12 @@ from blockforge_sim.runner import available_simulators
 from blockforge_sim.simulator import RtlBackend, RtlSimulator, default_workers, summarize
 
 
-def bench_layer(work: Path, name: str = "bench.layer", seed: int = 0):
+def bench_layer(work: Path):
     """The bench's layer (tile8, 384×384, 50% blocks), written as an image; returns (spec, layer, image, rng)."""
     spec = load_spec("tile8")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     layer = random_layer(spec, rng, 384, 384, density=0.5, bias_scale=9999, multiplier_range=(1 << 15, 1 << 16),
-                         shift_range=(16, 23), name=name, scale_in=0.05, scale_out=0.1,
+                         shift_range=(16, 23), name="bench.layer", scale_in=0.05, scale_out=0.1,
                          weight_scale=np.full(384, 0.01))
     work.mkdir(parents=True, exist_ok=True)
     image = work / "layer.bfim"

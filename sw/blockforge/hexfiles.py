@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import ImageError, UsageError
-from .layer import BlockSparseLayer, pack_tile_words
+from .layer import BlockSparseLayer, pack_tile_words, tile_bytes
 from .spec import MAX_SHIFT, Spec
 
 __all__ = [
@@ -135,8 +135,11 @@ def activation_words(x_q: np.ndarray, spec: Spec, *, in_features: int | None = N
 
 
 def _hex_lines(lanes: np.ndarray) -> str:
-    """``$readmemh`` text of byte lanes (words, lanes), lane 0 lowest: one word per line."""
+    """``$readmemh`` text of byte lanes (words, lanes), lane 0 lowest: one word per line (one zero word
+    for no words: $readmemh needs at least one)."""
     digits = 2 * lanes.shape[1]
+    if not len(lanes):
+        return "0" * digits + "\n"
     hexed = np.frombuffer(np.ascontiguousarray(lanes[:, ::-1]).tobytes().hex().encode("ascii"), dtype=np.uint8)
     lines = np.full((len(lanes), digits + 1), ord("\n"), dtype=np.uint8)
     lines[:, :digits] = hexed.reshape(len(lanes), digits)
@@ -200,10 +203,8 @@ def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.
     br, nb = spec.block.rows, spec.numerics
     widths = {"index": INDEX_ENTRY_BITS, "bias": br * nb.acc_bits, "multiplier": br * nb.multiplier_bits,
               "shift": br * SHIFT_BITS}
-    # the weights as bytes in one step: the bus words of pack_tile_words, byte 0 lowest
-    bus_bytes = spec.memory.weight_bus_bits // 8
-    weights = np.ascontiguousarray(layer.tiles, dtype=np.int8).view(np.uint8).reshape(-1, bus_bytes)
-    paths = {"weights": _write_text(out / "weights.hex", _hex_lines(weights) or "0" * 2 * bus_bytes + "\n")}
+    paths = {"weights": _write_text(out / "weights.hex",
+                                    _hex_lines(tile_bytes(layer.tiles, spec.memory.weight_bus_bits)))}
     paths.update({name: _write_words(out / f"{name}.hex", words[name], bits) for name, bits in widths.items()})
     if x_q is not None:
         return {**paths, **write_inputs(layer, spec, out, x_q)}
@@ -263,18 +264,17 @@ def read_outputs(path: str | Path, layer: BlockSparseLayer, spec: Spec, n_tokens
     need = layer.n_block_rows * n_tokens
     br = spec.block.rows
     tokens = Path(path).read_text().split()
+    words = lanes = None
     try:
         if any(len(t) != 2 * br for t in tokens):
             raise ValueError
         lanes = np.frombuffer(bytes.fromhex("".join(tokens)), dtype=np.uint8).reshape(-1, br)
     except ValueError:
-        lanes = None
-    if lanes is None:
         words = read_hex(path)
-        if len(words) < need:
-            raise ImageError(f"{path}: {len(words)} output words, expected {need}")
+    found = len(words if lanes is None else lanes)
+    if found < need:
+        raise ImageError(f"{path}: {found} output words, expected {need}")
+    if lanes is None:
         return unpack_outputs(words, layer, spec, n_tokens)
-    if len(lanes) < need:
-        raise ImageError(f"{path}: {len(lanes)} output words, expected {need}")
     y = lanes[:need, ::-1].view(np.int8).reshape(layer.n_block_rows, n_tokens, br).transpose(0, 2, 1)
     return y.reshape(layer.padded_out, n_tokens)[: layer.out_features].astype(np.int64)

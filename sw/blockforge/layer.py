@@ -142,9 +142,13 @@ def pack_tile_words(tiles: np.ndarray, bus_bits: int) -> np.ndarray:
     lands in word b // (bus_bits/8), bits [8·(b mod bus_bytes), +8). Returns an object array of Python
     ints (words may exceed 64 bits), length nnz · tile_words.
     """
+    return np.array([int.from_bytes(row.tobytes(), "little") for row in tile_bytes(tiles, bus_bits)], dtype=object)
+
+
+def tile_bytes(tiles: np.ndarray, bus_bits: int) -> np.ndarray:
+    """The bytes of :func:`pack_tile_words`' bus words: (words, bus_bits/8) uint8, byte 0 the lowest."""
     bus_bytes = bus_bits // 8
     flat = np.ascontiguousarray(tiles, dtype=np.int8).view(np.uint8).reshape(-1)
     if flat.size % bus_bytes:
         raise ValueError(f"tile payload of {flat.size} bytes is not a whole number of {bus_bits}-bit words")
-    rows = flat.reshape(-1, bus_bytes)
-    return np.array([int.from_bytes(row.tobytes(), "little") for row in rows], dtype=object)
+    return flat.reshape(-1, bus_bytes)

@@ -101,16 +101,17 @@ def _sim(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     names = _select_layers(image.layer_names(), args.layer, args.image)
+    layers = {name: image.layer(name) for name in names}
     given = {}                                   # the user's activations, read (and refused) before the build
     if args.activations is not None:
-        given = {name: _activations(args, image.layer(name), n_tokens, None) for name in names}
+        given = {name: _activations(args, layers[name], n_tokens, None) for name in names}
         for name, x in given.items():
             spec.check_tokens(x.shape[1], what=f"{args.activations}: {name}: N")
     rtl = RtlSimulator(spec, simulator=args.simulator, work_dir=args.work_dir, waves=args.waves,
                        progress=not args.json)
     rtl.build()
     rng = np.random.default_rng(args.seed)
-    jobs = [(name, given[name] if name in given else _activations(args, image.layer(name), n_tokens, rng))
+    jobs = [(name, given[name] if name in given else _activations(args, layers[name], n_tokens, rng))
             for name in names]
     stalls = bool(args.stall_weights or args.stall_out)
     rows, failed = [], 0
@@ -120,11 +121,11 @@ def _sim(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with rtl.pool(workers=1 if args.waves else args.workers, seed=args.seed, stall_weights=args.stall_weights,
                   stall_out=args.stall_out) as pool:
-        runs = pool.map(args.image, jobs, check_cycles=not stalls, layers={name: image.layer(name) for name in names})
+        runs = pool.map(args.image, jobs, check_cycles=not stalls, layers=layers)
         bar = tqdm(runs, total=len(jobs), desc=f"RTL {args.simulator}", unit="layer",
                    disable=args.json or not sys.stderr.isatty())
         for (name, _), run in zip(jobs, bar):
-            failed += _layer_row(args, spec, image.layer(name), run, rows)
+            failed += _layer_row(args, spec, layers[name], run, rows)
     waves = rtl.waves_of(pool.servers[0].run_dir) if args.waves and pool.servers else None
     totals = {
         **result_totals(rows), "failed_layers": failed,

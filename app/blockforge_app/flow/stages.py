@@ -272,13 +272,14 @@ def _rtl_eval(pruned_dir, image_path, spec, config, sched, simulator, examples, 
     int8_predictions: dict[int, float] = {}
     pick = (lambda t: t.squeeze(-1).tolist()) if task.is_regression else (lambda t: t.argmax(-1).tolist())
     started = time.perf_counter()
-    with torch.no_grad(), RtlBackend(rtl, layers, seed=config.seed + 1, workers=config.sim_workers) as backend, \
+    with RtlBackend(rtl, layers, seed=config.seed + 1, workers=config.sim_workers) as backend, \
             tqdm(total=count, desc=f"RTL eval ({simulator})", unit="example", leave=False,
                  disable=not config.progress) as bar:
         rtl_model = integer_model(model, layers, spec, backend=backend)
 
         def score(group: list[int]):
-            # one batch, in one of the backend's threads; torch ops and the simulators release the GIL
+            # one batch, in one of the backend's threads (grad mode is per thread, so no_grad is set here);
+            # torch ops and the simulators release the GIL
             with torch.no_grad():
                 batch = split.collate(group, task.is_regression)
                 batch.pop("labels")
