@@ -76,6 +76,10 @@ def main(argv=None) -> int:
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--dev-size", type=int, default=1000)
     parser.add_argument("--no-distill", action="store_true", help="no distillation from the dense model")
+    parser.add_argument("--distill-phases", choices=("retrain", "all"), default="retrain",
+                        help="distill in retraining only, or in the sparsifying phase too")
+    parser.add_argument("--distill-hidden", type=float, default=0.0,
+                        help="weight of hidden-state distillation (0 = logits only)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", default=str(ROOT / "build" / "accuracy"))
     parser.add_argument("--rows", default=str(ROOT / "docs" / "results" / "accuracy-runs"),
@@ -99,6 +103,7 @@ def main(argv=None) -> int:
 def budget_of(args) -> dict:
     return {"train_size": args.train_size, "dev_size": args.dev_size, "dense_epochs": args.dense_epochs,
             "prune_epochs": args.prune_epochs, "bsp_epochs": args.bsp_epochs, "distill": not args.no_distill,
+            "distill_phases": args.distill_phases, "distill_hidden": args.distill_hidden,
             "batch_size": 32, "max_length": 64, "threads": args.threads, "allocation": args.allocation}
 
 
@@ -114,6 +119,9 @@ def task_list(args) -> list[dict]:
                     steps = f"pe{args.prune_epochs:g}" + (f"b{args.bsp_epochs:g}" if method not in (
                         "magnitude", "magnitude-retrain") else "")
                     kd = "" if not args.no_distill or method == "magnitude" else "_nokd"
+                    if method != "magnitude" and not args.no_distill:
+                        kd += ("_kdall" if args.distill_phases == "all" and method != "magnitude-retrain" else "") + (
+                            f"_hid{args.distill_hidden:g}" if args.distill_hidden else "")
                     tasks.append({"key": f"{spec}_{round(sparsity * 100)}_{method}{alloc}_{steps}{kd}_seed{seed}",
                                   "method": method, "spec": spec, "sparsity": sparsity, "seed": seed})
     return tasks
@@ -160,7 +168,9 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
     budget = budget_of(args)
     rows_dir.mkdir(parents=True, exist_ok=True)
     common = dict(task="default", train_size=args.train_size, dev_size=args.dev_size, progress=False,
-                  threads=args.threads, distill=budget["distill"])
+                  threads=args.threads, distill=budget["distill"],
+                  **({"distill_phases": args.distill_phases, "distill_hidden": args.distill_hidden}
+                     if budget["distill"] else {}))
     retrain_after_bsp = args.prune_epochs - args.bsp_epochs
     if retrain_after_bsp < 0:
         raise SystemExit("--bsp-epochs must not exceed --prune-epochs")
@@ -268,7 +278,16 @@ def label_of(row: dict) -> str:
     if row["method"] not in ("magnitude", "magnitude-retrain") and sparsifying is not None and total \
             and sparsifying * 2 != total:  # the grid's split is half sparsifying, half retraining
         label = f"{label} ({sparsifying:g} of {total:g} epochs sparsifying)"
-    return label if row.get("distill", True) or row["method"] == "magnitude" else f"{label} (no distillation)"
+    if row["method"] == "magnitude":
+        return label
+    if not row.get("distill", True):
+        return f"{label} (no distillation)"
+    extras = []
+    if budget.get("distill_phases", "retrain") == "all" and row["method"] != "magnitude-retrain":
+        extras.append("distillation in every phase")
+    if budget.get("distill_hidden"):
+        extras.append(f"hidden-state distillation {budget['distill_hidden']:g}")
+    return f"{label} ({', '.join(extras)})" if extras else label
 
 
 def _std(values: list[float]) -> float | None:

@@ -210,6 +210,48 @@ def test_distillation_from_the_dense_teacher_changes_retraining_not_the_masks(ti
     _assert_exact(distilled)
 
 
+def test_distillation_in_every_phase_and_of_hidden_states(tiny_bert, sst2_dir):
+    base = prune_model(_config(tiny_bert, sst2_dir))
+    every = prune_model(_config(tiny_bert, sst2_dir, distill_phases="all"))
+    hidden = prune_model(_config(tiny_bert, sst2_dir, distill_phases="all", distill_hidden=1.0))
+    # the dense phase is untouched (no teacher yet), the group-Lasso phase now sees the teacher
+    assert every.report["phases"]["dense"]["mean_loss"] == base.report["phases"]["dense"]["mean_loss"]
+    assert every.report["phases"]["bsp"]["mean_loss"] != base.report["phases"]["bsp"]["mean_loss"]
+    assert hidden.report["phases"]["bsp"]["mean_loss"] > every.report["phases"]["bsp"]["mean_loss"]
+    assert hidden.report["hyperparameters"]["distill_hidden"] == 1.0
+    for result in (every, hidden):
+        _assert_exact(result)
+
+
+def test_hidden_state_loss_is_relative_and_ignores_padding():
+    from blockforge.prune.training import hidden_state_loss
+
+    torch.manual_seed(0)
+    teacher = tuple(torch.randn(2, 5, 4) for _ in range(3))
+    assert hidden_state_loss(teacher, teacher).item() == 0.0
+    student = (teacher[0] + 1,) + tuple(2 * t for t in teacher[1:])      # embeddings (index 0) are not compared
+    assert hidden_state_loss(student, teacher).item() == pytest.approx(1.0)
+    assert hidden_state_loss(tuple(10 * t for t in student), tuple(10 * t for t in teacher)).item() == \
+        pytest.approx(1.0)                                                # scale-free
+    mask = torch.ones(2, 5, dtype=torch.long)
+    mask[:, 3:] = 0
+    padded = tuple(s.clone() for s in teacher)
+    for s in padded[1:]:
+        s[:, 3:] += 100.0                                                # garbage on padding only
+    assert hidden_state_loss(padded, teacher, mask).item() == 0.0
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(distill_phases="sometimes"), r"distill-phases: unknown value 'sometimes' \(known: retrain, all\)"),
+    (dict(distill_hidden=-1.0), r"distill-hidden: must be a finite weight >= 0"),
+    (dict(distill=False, distill_phases="all"), r"--distill-phases all: needs distillation"),
+    (dict(distill=False, distill_hidden=0.5), r"--distill-hidden: needs distillation"),
+])
+def test_distillation_options_are_checked(tiny_bert, sst2_dir, kw, message):
+    with pytest.raises(UsageError, match=message):
+        _config(tiny_bert, sst2_dir, **kw)
+
+
 # ------------------------------------------------------------------------------------------ devices
 
 def test_device_selection(monkeypatch, tiny_bert, sst2_dir):

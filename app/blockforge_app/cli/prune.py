@@ -8,7 +8,7 @@ import json
 import os
 
 from blockforge.data import TASK_HELP
-from blockforge.prune.options import ALLOCATIONS, DEVICES, METHODS, REGULARIZERS
+from blockforge.prune.options import ALLOCATIONS, DEVICES, DISTILL_PHASES, METHODS, REGULARIZERS
 from blockforge.spec import DEFAULT_SPEC
 
 
@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
                         help="distill from the dense model's logits during masked retraining "
                              "(default on; --no-distill to train on the labels alone)")
+    parser.add_argument("--distill-phases", default="retrain", choices=DISTILL_PHASES,
+                        help="retrain: distill in masked retraining only; all: in the group-Lasso / ramp phase "
+                             "too (default retrain)")
+    parser.add_argument("--distill-hidden", type=float, default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x the hidden states' relative squared error to the teacher's "
+                             "(default 0: logits only)")
     parser.add_argument("--train-size", type=int, help="cap on training examples")
     parser.add_argument("--dev-size", type=int, help="cap on dev examples")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -111,7 +117,8 @@ def _prune(args: argparse.Namespace) -> None:
     config = PruneConfig(model=args.model, task=args.task, spec=load_spec(args.spec), sparsity=args.sparsity,
                          method=args.method, ratios=args.ratios, schedule=Schedule(**overrides), seed=args.seed,
                          batch_size=args.batch_size, max_length=args.max_length, train_size=args.train_size,
-                         dev_size=args.dev_size, distill=args.distill, threads=args.threads,
+                         dev_size=args.dev_size, distill=args.distill, distill_phases=args.distill_phases,
+                         distill_hidden=args.distill_hidden, threads=args.threads,
                          progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir,
                          regularizer=args.regularizer, lambda_file=args.lambda_file, allocation=args.allocation,
                          device=args.device)

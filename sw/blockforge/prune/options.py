@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ALLOCATIONS", "DEVICES", "METHODS", "REGULARIZERS"]
+__all__ = ["ALLOCATIONS", "DEVICES", "DISTILL_PHASES", "METHODS", "REGULARIZERS"]
 
 #: bsp: reweighted group Lasso + hard prune + masked retraining; magnitude: one-shot; magnitude-retrain:
 #: one-shot + masked retraining; magnitude-gradual: cubic ramp (Zhu & Gupta) + masked retraining.
@@ -12,3 +12,5 @@ REGULARIZERS = ("prox", "paper")
 #: uniform: every layer at the target; global: the target is overall, spread by normalized block norms.
 ALLOCATIONS = ("uniform", "global")
 DEVICES = ("auto", "cpu", "cuda")
+#: retrain: distillation in masked retraining only; all: in the sparsifying phase (group Lasso, ramp) too.
+DISTILL_PHASES = ("retrain", "all")

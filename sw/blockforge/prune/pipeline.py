@@ -45,7 +45,7 @@ from ..resume import fingerprint, read_record, write_record
 from ..spec import DEFAULT_SPEC, Spec, load_spec
 from .criterion import block_norms
 from .masking import lowest_blocks_mask, pruned_block_counts, zero_block_counts
-from .options import ALLOCATIONS, DEVICES, METHODS, REGULARIZERS
+from .options import ALLOCATIONS, DEVICES, DISTILL_PHASES, METHODS, REGULARIZERS
 from .pattern import PrunableLayer, prunable_layers
 from .regularizer import ReweightedGroupLasso, adam_block_scale
 from .sparsifier import BlockSparsifier
@@ -78,7 +78,9 @@ class PruneConfig:
     or ``cuda`` (UsageError if no CUDA device is there). train_size / dev_size: caps
     on the task's examples (None = task default). distill: knowledge distillation from the dense model
     (its logits, classification tasks) during masked retraining (default on; ignored by one-shot
-    ``magnitude``). zero_threshold: block norm under which a block counts as driven to zero
+    ``magnitude``); distill_phases: ``retrain`` or ``all`` (the sparsifying phase too: group Lasso or
+    the gradual ramp); distill_hidden: weight of the hidden-state term
+    (:func:`~.training.hidden_state_loss`, 0 = logits only). zero_threshold: block norm under which a block counts as driven to zero
     by the regularizer (reported, not used for pruning). threads: torch intra-op threads (None = as is).
     checkpoint_dir: if set, the state after each phase is saved there and a rerun with the same config
     resumes after the last finished phase. evaluate_dense: evaluate the dense model before pruning
@@ -100,6 +102,8 @@ class PruneConfig:
     distill: bool = True
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
+    distill_phases: str = "retrain"
+    distill_hidden: float = 0.0
     zero_threshold: float = 1e-3
     threads: int | None = None
     progress: bool = True
@@ -131,6 +135,14 @@ class PruneConfig:
                 raise UsageError(f"{name.replace('_', '-')}: must be a positive integer, not {getattr(self, name)!r}")
         if not 0 <= self.distill_alpha <= 1:
             raise UsageError(f"distill-alpha: must be in [0, 1], not {self.distill_alpha!r}")
+        if self.distill_phases not in DISTILL_PHASES:
+            raise UsageError(f"distill-phases: unknown value {str(self.distill_phases)[:40]!r} "
+                             f"(known: {', '.join(DISTILL_PHASES)})")
+        if not isinstance(self.distill_hidden, (int, float)) or not 0 <= self.distill_hidden < float("inf"):
+            raise UsageError(f"distill-hidden: must be a finite weight >= 0, not {self.distill_hidden!r}")
+        if not self.distill and (self.distill_phases != "retrain" or self.distill_hidden):
+            what = "--distill-phases all" if self.distill_phases != "retrain" else "--distill-hidden"
+            raise UsageError(f"{what}: needs distillation (drop --no-distill)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data; the spec as its source (shipped name or path), as the report and resume fingerprint
@@ -259,15 +271,19 @@ def prune_model(config: PruneConfig) -> PruneResult:
         report["metrics"][label] = metrics
         return metrics
 
+    teacher = None      # the dense model, once the dense phase is done (see below)
+
     def train(phase: Phase, **kw) -> None:
         steps = phase_steps(phase.epochs, batches.steps_per_epoch)
+        if phase.name == "retrain" or (phase.name != "dense" and config.distill_phases == "all"):
+            kw["teacher"] = teacher
         t0 = time.perf_counter()
         stats = train_phase(accelerator, model, train_split, batches, phase=phase.index, steps=steps,
                             learning_rate=phase.learning_rate, weight_decay=sched.weight_decay,
                             warmup_ratio=sched.warmup_ratio, constant_lr=phase.constant_lr,
                             regression=task.is_regression, desc=phase.name, progress=progress,
                             distill_alpha=config.distill_alpha, distill_temperature=config.distill_temperature,
-                            **kw)
+                            distill_hidden=config.distill_hidden, **kw)
         report["phases"][phase.name] = {"epochs": phase.epochs, "steps": steps, "learning_rate": phase.learning_rate,
                                         "seconds": round(time.perf_counter() - t0, 2), **stats}
 
@@ -290,7 +306,6 @@ def prune_model(config: PruneConfig) -> PruneResult:
         magnitude_masks = _magnitude_masks(layers, ratios)
     if checkpoint and "dense" not in done_phases:
         checkpoint.save("dense", unwrapped, report, {}, magnitude_masks)
-    teacher = None
     if config.distill and config.method != "magnitude":
         teacher = copy.deepcopy(unwrapped).eval()
         if resumed:
@@ -327,7 +342,7 @@ def prune_model(config: PruneConfig) -> PruneResult:
     # (4) masked retraining
     if "retrain" in phases and "retrain" not in done_phases:
         try:
-            train(phases["retrain"], after_step=lambda step, lr, optimizer: sparsifier.enforce(), teacher=teacher)
+            train(phases["retrain"], after_step=lambda step, lr, optimizer: sparsifier.enforce())
         finally:
             block_masks = sparsifier.squash_mask()
         evaluate("final")

@@ -16,7 +16,26 @@ from torch import nn
 from ..batches import Batches, TokenizedSplit
 from ..data import Task, compute_metrics
 
-__all__ = ["evaluate_model", "train_phase"]
+__all__ = ["evaluate_model", "hidden_state_loss", "train_phase"]
+
+
+def hidden_state_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...],
+                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Relative squared error of the student's hidden states against the teacher's, averaged over the
+    encoder layers (the embedding output, index 0, is left out): per layer
+    ``Σ‖h_s − h_t‖² / Σ‖h_t‖²`` over the real (unpadded) tokens of the batch. Scale-free, so one weight
+    suits any model width; 0 when the student reproduces the teacher."""
+    if len(student) != len(teacher):
+        raise ValueError(f"hidden states: student has {len(student)} layers, teacher {len(teacher)}")
+    terms = []
+    for s, t in zip(student[1:], teacher[1:]):
+        diff = (s - t).pow(2).sum(-1)
+        ref = t.pow(2).sum(-1)
+        if attention_mask is not None:
+            keep = attention_mask.to(diff.dtype)
+            diff, ref = diff * keep, ref * keep
+        terms.append(diff.sum() / ref.sum().clamp_min(1e-12))
+    return torch.stack(terms).mean()
 
 
 def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -43,13 +62,14 @@ def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: B
                 constant_lr: bool = False, regression: bool = False,
                 after_step: Callable[[int, float, torch.optim.Optimizer], None] | None = None, before_step: Callable[[int], None] | None = None,
                 teacher: nn.Module | None = None, distill_alpha: float = 0.5, distill_temperature: float = 2.0,
-                penalty: Callable[[], torch.Tensor] | None = None,
+                distill_hidden: float = 0.0, penalty: Callable[[], torch.Tensor] | None = None,
                 desc: str = "train", progress: bool = True) -> dict[str, float]:
     """Train ``model`` (already prepared by ``accelerator``) for ``steps`` optimizer steps.
 
     ``before_step(step)`` runs before each forward pass, ``after_step(step, lr, optimizer)`` right after
     each optimizer step with the learning rate that step used. With a ``teacher`` the loss is
-    ``(1 − a)·task + a·T²·KL(softmax(teacher/T) ‖ softmax(student/T))`` (classification only).
+    ``(1 − a)·task + a·T²·KL(softmax(teacher/T) ‖ softmax(student/T))`` (classification only), plus
+    ``distill_hidden ×`` :func:`hidden_state_loss` when that weight is positive (any task).
     ``penalty()``, if given, is added to every step's loss (e.g. the group-Lasso term of paper mode).
     Batches are moved to ``accelerator.device``. Returns the mean loss and the number of steps (the
     reported loss excludes the penalty).
@@ -72,18 +92,24 @@ def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: B
             group["lr"] = lr
         batch = {k: v.to(accelerator.device) for k, v in split.collate(indices, regression).items()}
         labels = batch.pop("labels")
-        logits = model(**batch).logits
+        hidden = teacher is not None and distill_hidden > 0
+        out = model(**batch, output_hidden_states=True) if hidden else model(**batch)
+        logits = out.logits
         if regression:
             loss = F.mse_loss(logits.squeeze(-1), labels)
         else:
             loss = F.cross_entropy(logits, labels)
-        if teacher is not None and not regression:
+        if teacher is not None:
             with torch.no_grad():
-                teacher_logits = teacher(**batch).logits
-            t = distill_temperature
-            kd = F.kl_div(F.log_softmax(logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
-                          reduction="batchmean", log_target=True) * t * t
-            loss = (1 - distill_alpha) * loss + distill_alpha * kd
+                taught = teacher(**batch, output_hidden_states=hidden)
+            if not regression:
+                t = distill_temperature
+                kd = F.kl_div(F.log_softmax(logits / t, dim=-1), F.log_softmax(taught.logits / t, dim=-1),
+                              reduction="batchmean", log_target=True) * t * t
+                loss = (1 - distill_alpha) * loss + distill_alpha * kd
+            if hidden:
+                loss = loss + distill_hidden * hidden_state_loss(out.hidden_states, taught.hidden_states,
+                                                                 batch.get("attention_mask"))
         reported = loss.detach()
         if penalty is not None:
             loss = loss + penalty()
