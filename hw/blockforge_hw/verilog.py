@@ -41,7 +41,7 @@ from blockforge.spec import Spec
 
 from .engine import Engine
 from .layouts import STATUS_BITS, EngineGeometry
-from .netmerge import merge_partial_assigns
+from .netmerge import merge_clocked_blocks, merge_partial_assigns
 from .stall_injector import DEFAULT_SEED
 
 __all__ = ["clocked_top_verilog", "engine_verilog", "sim_top_verilog", "testbench_verilog", "write_verilog",
@@ -56,10 +56,17 @@ CLOCK_PERIOD_NS = 10           # the simulation clock of bf_tb and bf_sim_clocke
 
 def engine_verilog(spec: Spec, **depths) -> str:
     """The engine as Verilog (module ``bf_engine``), via Amaranth's builtin yosys, with sliced wire
-    assignments merged (:mod:`.netmerge`) so that Icarus does not resolve wide nets bit by bit."""
+    assignments merged and the flip-flops grouped into one process per clock (:mod:`.netmerge`), so that
+    Icarus neither resolves wide nets bit by bit nor wakes a process per register."""
+    return merge_clocked_blocks(merge_partial_assigns(raw_engine_verilog(spec, **depths)))
+
+
+def raw_engine_verilog(spec: Spec, **depths) -> str:
+    """The engine as Amaranth's yosys writes it, before the simulation-speed passes (for the equivalence
+    check of those passes)."""
     from amaranth.back import verilog
 
-    return merge_partial_assigns(verilog.convert(Engine(spec, **depths), name=ENGINE_MODULE, emit_src=False))
+    return verilog.convert(Engine(spec, **depths), name=ENGINE_MODULE, emit_src=False)
 
 
 def sim_top_verilog(spec: Spec, **depths) -> str:
