@@ -244,8 +244,6 @@ def test_hidden_state_loss_is_relative_and_ignores_padding():
 @pytest.mark.parametrize("kw, message", [
     (dict(distill_phases="sometimes"), r"distill-phases: unknown value 'sometimes' \(known: retrain, all\)"),
     (dict(distill_hidden=-1.0), r"distill-hidden: must be a finite weight >= 0"),
-    (dict(distill=False, distill_phases="all"), r"--distill-phases all: needs distillation"),
-    (dict(distill=False, distill_hidden=0.5), r"--distill-hidden: needs distillation"),
 ])
 def test_distillation_options_are_checked(tiny_bert, sst2_dir, kw, message):
     with pytest.raises(UsageError, match=message):

@@ -186,6 +186,9 @@ def test_cli_prune_and_evaluate(tmp_path, tiny_bert, sst2_dir, capsys):
     (["--cap-margin", "1.5"], "--cap-margin: a number in \\[0, 1\\] or 'none'"),
     (["--allocation", "global", "--ratios", "RATIOS"], "--allocation global and --ratios"),
     (["--lambda", "0.1", "--lambda-file", "RATIOS"], "--lambda and --lambda-file"),
+    (["--no-distill", "--distill-hidden", "1"], "--distill-hidden: needs distillation"),
+    (["--no-distill", "--distill-phases", "all"], "--distill-phases: needs distillation"),
+    (["--distill-hidden", "-1"], "distill-hidden: must be a finite weight >= 0"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_and_no_output(tmp_path, tiny_bert, sst2_dir, capsys, extra, match):
     ratios = tmp_path / "r.yaml"

@@ -8,7 +8,8 @@ import json
 import os
 
 from blockforge.data import TASK_HELP
-from blockforge.prune.options import ALLOCATIONS, DEVICES, DISTILL_PHASES, METHODS, REGULARIZERS
+from blockforge.prune.options import (ALLOCATIONS, DEFAULT_DISTILL_HIDDEN, DEFAULT_DISTILL_PHASES, DEVICES,
+                                      DISTILL_PHASES, METHODS, REGULARIZERS)
 from blockforge.spec import DEFAULT_SPEC
 
 
@@ -48,12 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
                         help="distill from the dense model's logits during masked retraining "
                              "(default on; --no-distill to train on the labels alone)")
-    parser.add_argument("--distill-phases", default="retrain", choices=DISTILL_PHASES,
+    parser.add_argument("--distill-phases", choices=DISTILL_PHASES,
                         help="retrain: distill in masked retraining only; all: in the group-Lasso / ramp phase "
-                             "too (default retrain)")
-    parser.add_argument("--distill-hidden", type=float, default=0.0, metavar="WEIGHT",
+                             f"too (default {DEFAULT_DISTILL_PHASES})")
+    parser.add_argument("--distill-hidden", type=float, metavar="WEIGHT",
                         help="add WEIGHT x the hidden states' relative squared error to the teacher's "
-                             "(default 0: logits only)")
+                             f"(0: logits only; default {DEFAULT_DISTILL_HIDDEN:g})")
     parser.add_argument("--train-size", type=int, help="cap on training examples")
     parser.add_argument("--dev-size", type=int, help="cap on dev examples")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -114,14 +115,17 @@ def _prune(args: argparse.Namespace) -> None:
                  if on is not None and on is not False]
         if given:
             raise UsageError(f"{given[0]}: a prox switch, not used by --regularizer paper")
+    given = {name: value for name, value in (("distill_phases", args.distill_phases),
+                                              ("distill_hidden", args.distill_hidden)) if value is not None}
+    if given and not args.distill:
+        raise UsageError(f"--{next(iter(given)).replace('_', '-')}: needs distillation (drop --no-distill)")
     config = PruneConfig(model=args.model, task=args.task, spec=load_spec(args.spec), sparsity=args.sparsity,
                          method=args.method, ratios=args.ratios, schedule=Schedule(**overrides), seed=args.seed,
                          batch_size=args.batch_size, max_length=args.max_length, train_size=args.train_size,
-                         dev_size=args.dev_size, distill=args.distill, distill_phases=args.distill_phases,
-                         distill_hidden=args.distill_hidden, threads=args.threads,
+                         dev_size=args.dev_size, distill=args.distill, threads=args.threads,
                          progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir,
                          regularizer=args.regularizer, lambda_file=args.lambda_file, allocation=args.allocation,
-                         device=args.device)
+                         device=args.device, **given)
     result = run_pruning(config, out)
     report = result.report
     summary = {"output": str(out), "method": report["method"], "spec": report["spec"]["name"],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["ALLOCATIONS", "DEVICES", "DISTILL_PHASES", "METHODS", "REGULARIZERS"]
+__all__ = ["ALLOCATIONS", "DEFAULT_DISTILL_HIDDEN", "DEFAULT_DISTILL_PHASES", "DEVICES", "DISTILL_PHASES", "METHODS",
+           "REGULARIZERS"]
 
 #: bsp: reweighted group Lasso + hard prune + masked retraining; magnitude: one-shot; magnitude-retrain:
 #: one-shot + masked retraining; magnitude-gradual: cubic ramp (Zhu & Gupta) + masked retraining.
@@ -14,3 +15,6 @@ ALLOCATIONS = ("uniform", "global")
 DEVICES = ("auto", "cpu", "cuda")
 #: retrain: distillation in masked retraining only; all: in the sparsifying phase (group Lasso, ramp) too.
 DISTILL_PHASES = ("retrain", "all")
+#: The distillation recipe of the default: where the teacher is used and the hidden-state weight.
+DEFAULT_DISTILL_PHASES = "retrain"
+DEFAULT_DISTILL_HIDDEN = 0.0

@@ -45,7 +45,8 @@ from ..resume import fingerprint, read_record, write_record
 from ..spec import DEFAULT_SPEC, Spec, load_spec
 from .criterion import block_norms
 from .masking import lowest_blocks_mask, pruned_block_counts, zero_block_counts
-from .options import ALLOCATIONS, DEVICES, DISTILL_PHASES, METHODS, REGULARIZERS
+from .options import (ALLOCATIONS, DEFAULT_DISTILL_HIDDEN, DEFAULT_DISTILL_PHASES, DEVICES, DISTILL_PHASES, METHODS,
+                      REGULARIZERS)
 from .pattern import PrunableLayer, prunable_layers
 from .regularizer import ReweightedGroupLasso, adam_block_scale
 from .sparsifier import BlockSparsifier
@@ -80,7 +81,7 @@ class PruneConfig:
     (its logits, classification tasks) during masked retraining (default on; ignored by one-shot
     ``magnitude``); distill_phases: ``retrain`` or ``all`` (the sparsifying phase too: group Lasso or
     the gradual ramp); distill_hidden: weight of the hidden-state term
-    (:func:`~.training.hidden_state_loss`, 0 = logits only). zero_threshold: block norm under which a block counts as driven to zero
+    (:func:`~.training.hidden_state_loss`, 0 = logits only); both are ignored without ``distill``. zero_threshold: block norm under which a block counts as driven to zero
     by the regularizer (reported, not used for pruning). threads: torch intra-op threads (None = as is).
     checkpoint_dir: if set, the state after each phase is saved there and a rerun with the same config
     resumes after the last finished phase. evaluate_dense: evaluate the dense model before pruning
@@ -102,8 +103,8 @@ class PruneConfig:
     distill: bool = True
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
-    distill_phases: str = "retrain"
-    distill_hidden: float = 0.0
+    distill_phases: str = DEFAULT_DISTILL_PHASES
+    distill_hidden: float = DEFAULT_DISTILL_HIDDEN
     zero_threshold: float = 1e-3
     threads: int | None = None
     progress: bool = True
@@ -140,9 +141,6 @@ class PruneConfig:
                              f"(known: {', '.join(DISTILL_PHASES)})")
         if not isinstance(self.distill_hidden, (int, float)) or not 0 <= self.distill_hidden < float("inf"):
             raise UsageError(f"distill-hidden: must be a finite weight >= 0, not {self.distill_hidden!r}")
-        if not self.distill and (self.distill_phases != "retrain" or self.distill_hidden):
-            what = "--distill-phases all" if self.distill_phases != "retrain" else "--distill-hidden"
-            raise UsageError(f"{what}: needs distillation (drop --no-distill)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data; the spec as its source (shipped name or path), as the report and resume fingerprint
