@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from blockforge import image as bfim
 from blockforge.errors import ImageError
-from blockforge.image import (HEADER_SIZE, LAYER_SECTIONS, TABLE_ENTRY_SIZE, decode_image, encode_image,
-                              read_image, write_image, write_manifest)
+from blockforge.image import (HEADER_SIZE, LAYER_SECTIONS, TABLE_ENTRY_SIZE, decode_image, decode_image_layer,
+                              encode_image, read_image, read_image_layer, write_image, write_manifest)
 from blockforge.layer import BlockSparseLayer, pack_tile_words
 from blockforge.spec import load_spec, shipped_spec_names, spec_from_dict
 
@@ -139,6 +139,10 @@ def test_round_trip_is_exact_for_every_shipped_spec(spec_name, tmp_path):
     assert all(s.offset % 64 == 0 for s in image.sections)
     with pytest.raises(ImageError, match="no layer named 'nope'"):
         image.layer("nope")
+    for layer in layers:                        # one layer alone, as a simulator serving a job reads it
+        assert_same_layer(layer, read_image_layer(path, layer.name, spec), f"{spec_name}, alone: {layer.name}")
+    with pytest.raises(ImageError, match=r"m.bfim: no layer named 'nope'"):
+        read_image_layer(path, "nope", spec)
 
 
 def test_empty_image_round_trips(tmp_path):
@@ -202,6 +206,28 @@ def test_every_single_bit_flip_is_detected_and_names_its_section():
         else:
             expected = f"section '{section.name}'" + (f" of layer '{section.layer}'" if section.layer else "")
             assert f"CRC mismatch in {expected}" in message, f"offset {offset}: {message}"
+
+
+def test_one_layer_read_verifies_everything_it_returns():
+    """decode_image_layer checks the header, table, names, info and every section of its layer (each bit
+    flip there is an ImageError naming the section); another layer's contents are not read, so a flip
+    there leaves the returned layer intact."""
+    data, spec = small_image()
+    image = decode_image(data)
+    own = {offset for s in image.sections if s.layer in (None, "a") for offset in range(s.offset, s.offset + s.size)}
+    other = {offset for s in image.sections if s.layer == "b" for offset in range(s.offset, s.offset + s.size)}
+    rng = np.random.default_rng(6)
+    for offset in range(len(data)):
+        corrupt = bytearray(data)
+        corrupt[offset] ^= 1 << int(rng.integers(8))
+        if offset in other:
+            assert_same_layer(image.layer("a"), decode_image_layer(bytes(corrupt), "a", spec), f"offset {offset}")
+        elif offset in own or offset < HEADER_SIZE:
+            with pytest.raises(ImageError):
+                decode_image_layer(bytes(corrupt), "a", spec)
+    for size in range(len(data)):
+        with pytest.raises(ImageError, match=f"truncated at offset {size}"):
+            decode_image_layer(data[:size], "b", spec)
 
 
 def test_wrong_magic_version_and_trailing_bytes():

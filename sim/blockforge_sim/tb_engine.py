@@ -24,7 +24,7 @@ import cocotb
 import numpy as np
 
 from blockforge.hexfiles import write_hex, write_inputs
-from blockforge.image import read_image
+from blockforge.image import decode_image_layer, read_image_bytes
 from blockforge.spec import spec_from_dict
 
 from .checker import LayerChecker
@@ -48,7 +48,8 @@ class Bench:
         self.monitor = CompletionMonitor(dut, CLOCK_NS)
         self.checker = LayerChecker(self.spec, session.max_report)
         self.hexdir = Path(session.hexdir)
-        self.images: dict[str, object] = {}
+        self.images: dict[str, memoryview] = {}                 # image path -> its bytes, read once
+        self.layers: dict[tuple[str, str], object] = {}          # (image, layer) -> the decoded layer
         self.loaded: tuple[str, str] | None = None    # (image, layer) whose weights the memories hold
 
     async def setup(self) -> None:
@@ -57,9 +58,12 @@ class Bench:
 
     async def run(self, job: LayerJob) -> JobResult:
         t0 = time.perf_counter()
-        if job.image not in self.images:
-            self.images[job.image] = read_image(job.image, self.spec)
-        layer = self.images[job.image].layer(job.layer)
+        layer = self.layers.get((job.image, job.layer))
+        if layer is None:                 # only this layer is decoded and verified (the host read them all)
+            if job.image not in self.images:
+                self.images[job.image] = read_image_bytes(job.image)
+            layer = self.layers[job.image, job.layer] = decode_image_layer(
+                self.images[job.image], job.layer, self.spec, source=job.image)
         x_q = np.load(job.x, allow_pickle=False)
         out_path = self.hexdir / "out.hex"
         out_path.unlink(missing_ok=True)
