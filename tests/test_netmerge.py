@@ -26,6 +26,19 @@ endmodule
 """
 
 
+def _icarus_outputs(tmp_path, bench: str, *designs: str) -> list[str]:
+    """What ``bench`` prints around each design under Icarus (skips the test without iverilog)."""
+    if subprocess.run(["which", "iverilog"], capture_output=True).returncode:
+        pytest.skip("iverilog not installed")
+    outputs = []
+    for k, text in enumerate(designs):
+        source, program = tmp_path / f"d{k}.v", tmp_path / f"d{k}"
+        source.write_text(text + bench)
+        subprocess.run(["iverilog", "-o", str(program), str(source)], check=True)
+        outputs.append(subprocess.run(["vvp", "-n", str(program)], capture_output=True, text=True, check=True).stdout)
+    return outputs
+
+
 def test_pieces_become_one_concatenation_and_regs_are_untouched():
     out = merge_partial_assigns(SNIPPET)
     assert "assign y[3:0]" not in out and "assign y[8:4]" not in out
@@ -36,18 +49,11 @@ def test_pieces_become_one_concatenation_and_regs_are_untouched():
 
 
 def test_merged_verilog_computes_the_same(tmp_path):
-    if subprocess.run(["which", "iverilog"], capture_output=True).returncode:
-        pytest.skip("iverilog not installed")
     bench = """module tb; reg [3:0] a, b; wire [11:0] y; wire [7:0] z; m dut(a, b, y, z);
       integer i; initial begin for (i = 0; i < 256; i = i + 1) begin {a, b} = i; #1 $display("%b %b", y, z); end end
     endmodule"""
-    outputs = []
-    for name, text in (("orig", SNIPPET), ("merged", merge_partial_assigns(SNIPPET))):
-        (tmp_path / f"{name}.v").write_text(text + bench)
-        subprocess.run(["iverilog", "-o", str(tmp_path / name), str(tmp_path / f"{name}.v")], check=True)
-        outputs.append(subprocess.run(["vvp", "-n", str(tmp_path / name)], capture_output=True, text=True,
-                                      check=True).stdout)
-    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 256
+    before, after = _icarus_outputs(tmp_path, bench, SNIPPET, merge_partial_assigns(SNIPPET))
+    assert before == after and before.count("\n") == 256
 
 
 CLOCKED = """module c(clk, d, q, r, s);
@@ -85,19 +91,12 @@ def test_clocked_blocks_become_one_process_per_clock():
 
 
 def test_merged_clocked_blocks_compute_the_same(tmp_path):
-    if subprocess.run(["which", "iverilog"], capture_output=True).returncode:
-        pytest.skip("iverilog not installed")
     bench = """module tb; reg clk = 0; reg [3:0] d = 0; wire [3:0] q, r, s; c dut(clk, d, q, r, s);
       integer i; initial begin for (i = 0; i < 64; i = i + 1) begin d = i * 7; #1 clk = 1; #1 clk = 0;
       $display("%b %b %b", q, r, s); end end
     endmodule"""
-    outputs = []
-    for name, text in (("orig", CLOCKED), ("merged", merge_clocked_blocks(CLOCKED))):
-        (tmp_path / f"{name}.v").write_text(text + bench)
-        subprocess.run(["iverilog", "-o", str(tmp_path / name), str(tmp_path / f"{name}.v")], check=True)
-        outputs.append(subprocess.run(["vvp", "-n", str(tmp_path / name)], capture_output=True, text=True,
-                                      check=True).stdout)
-    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 64
+    before, after = _icarus_outputs(tmp_path, bench, CLOCKED, merge_clocked_blocks(CLOCKED))
+    assert before == after and before.count("\n") == 64
 
 
 EQUIVALENCE = """
