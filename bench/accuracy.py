@@ -40,6 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+from blockforge.prune.options import DEFAULT_DISTILL_HIDDEN, DEFAULT_DISTILL_PHASES, DISTILL_PHASES  # noqa: E402  (light: no torch)
 SECTION = "## Pruning accuracy"
 #: bench method → (pipeline method, PruneConfig overrides, Schedule overrides). Every method but
 #: ``magnitude`` trains ``--prune-epochs`` after the dense phase; ``bsp*`` and ``magnitude-gradual``
@@ -76,10 +77,10 @@ def main(argv=None) -> int:
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--dev-size", type=int, default=1000)
     parser.add_argument("--no-distill", action="store_true", help="no distillation from the dense model")
-    parser.add_argument("--distill-phases", choices=("retrain", "all"), default="retrain",
-                        help="distill in retraining only, or in the sparsifying phase too")
-    parser.add_argument("--distill-hidden", type=float, default=0.0,
-                        help="weight of hidden-state distillation (0 = logits only)")
+    parser.add_argument("--distill-phases", choices=DISTILL_PHASES, default=DEFAULT_DISTILL_PHASES,
+                        help="distill in retraining only, or in the sparsifying phase too (default: the recipe's)")
+    parser.add_argument("--distill-hidden", type=float, default=DEFAULT_DISTILL_HIDDEN,
+                        help="weight of hidden-state distillation (0 = logits only; default: the recipe's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-wait", action="store_true",
                         help="return when every task left is claimed by another worker (instead of waiting)")
@@ -286,12 +287,15 @@ def label_of(row: dict) -> str:
         return label
     if not row.get("distill", True):
         return f"{label} (no distillation)"
-    extras = []
-    if budget.get("distill_phases", "retrain") == "all" and row["method"] != "magnitude-retrain":
-        extras.append("distillation in every phase")
-    if budget.get("distill_hidden"):
-        extras.append(f"hidden-state distillation {budget['distill_hidden']:g}")
-    return f"{label} ({', '.join(extras)})" if extras else label
+    # rows from before the distillation options existed ran logits-only KD in retraining
+    phases, hidden = budget.get("distill_phases", "retrain"), budget.get("distill_hidden", 0.0)
+    sparsifying_phase = row["method"] != "magnitude-retrain"
+    if (phases if sparsifying_phase else DEFAULT_DISTILL_PHASES) == DEFAULT_DISTILL_PHASES \
+            and hidden == DEFAULT_DISTILL_HIDDEN:
+        return label
+    what = "logits" if not hidden else f"logits + hidden states ×{hidden:g}"
+    where = "" if not sparsifying_phase else (", retraining only" if phases == "retrain" else ", every phase")
+    return f"{label} (KD: {what}{where})"
 
 
 def _std(values: list[float]) -> float | None:
@@ -360,8 +364,10 @@ def write_report(rows: list[dict], out_dir: Path, results_md: Path) -> dict:
              "is fine-tuned once and shared by all methods of that seed. Every method that retrains gets the same "
              "number of optimizer steps after the dense phase and the same distillation setting (`bsp`: group "
              "Lasso then masked retraining; `magnitude-retrain`: one-shot block-magnitude prune then masked "
-             "retraining; `magnitude`: one-shot, no retraining). Mean ± sample std over the seeds; gap = mean "
-             "of (method − dense of the same seed).", "",
+             "retraining; `magnitude`: one-shot, no retraining). Distillation from the dense model is the "
+             "default recipe's — its logits and hidden states (weight 1) in every phase after the dense one — unless "
+             "the label says otherwise: `KD: logits, retraining only` is the recipe of the runs before 2026-12-04. "
+             "Mean ± sample std over the seeds; gap = mean of (method − dense of the same seed).", "",
              "Budget (as run): " + "; ".join(f"`{json.dumps(b, sort_keys=True)}`" for b in summary["budget"]), ""]
     if plotted:
         lines += ["![accuracy vs block compression](results/accuracy.png)", ""]
@@ -383,7 +389,7 @@ def write_report(rows: list[dict], out_dir: Path, results_md: Path) -> dict:
             f"| {'—' if gap is None else f'{gap * 100:+.1f} pt'} | {', '.join(f'{a:.4f}' for a in e['accuracy'])} "
             f"| {statistics.fmean(e['seconds']) / 60:.0f} |")
     if missing:
-        lines += ["", "Not run (no figures): " + "; ".join(missing) + "."]
+        lines += ["", "Not run with the default recipe (no figures): " + "; ".join(missing) + "."]
     section = "\n".join(lines) + "\n"
     text = results_md.read_text() if results_md.exists() else "# Results\n\n"
     start = text.find(SECTION)

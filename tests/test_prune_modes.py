@@ -211,14 +211,15 @@ def test_distillation_from_the_dense_teacher_changes_retraining_not_the_masks(ti
 
 
 def test_distillation_in_every_phase_and_of_hidden_states(tiny_bert, sst2_dir):
-    base = prune_model(_config(tiny_bert, sst2_dir))
-    every = prune_model(_config(tiny_bert, sst2_dir, distill_phases="all"))
-    hidden = prune_model(_config(tiny_bert, sst2_dir, distill_phases="all", distill_hidden=1.0))
+    base = prune_model(_config(tiny_bert, sst2_dir, distill_phases="retrain", distill_hidden=0.0))
+    every = prune_model(_config(tiny_bert, sst2_dir, distill_phases="all", distill_hidden=0.0))
+    hidden = prune_model(_config(tiny_bert, sst2_dir))                 # the default recipe
+    assert (hidden.report["hyperparameters"]["distill_phases"], hidden.report["hyperparameters"]["distill_hidden"]) \
+        == ("all", 1.0)
     # the dense phase is untouched (no teacher yet), the group-Lasso phase now sees the teacher
     assert every.report["phases"]["dense"]["mean_loss"] == base.report["phases"]["dense"]["mean_loss"]
     assert every.report["phases"]["bsp"]["mean_loss"] != base.report["phases"]["bsp"]["mean_loss"]
     assert hidden.report["phases"]["bsp"]["mean_loss"] > every.report["phases"]["bsp"]["mean_loss"]
-    assert hidden.report["hyperparameters"]["distill_hidden"] == 1.0
     for result in (every, hidden):
         _assert_exact(result)
 

@@ -47,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plain-prox", action="store_true",
                         help="proximal step in the plain metric instead of Adam's (see docs/pruning.md)")
     parser.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
-                        help="distill from the dense model's logits during masked retraining "
-                             "(default on; --no-distill to train on the labels alone)")
+                        help="distill from the dense model (logits and hidden states; default on; "
+                             "--no-distill to train on the labels alone)")
     parser.add_argument("--distill-phases", choices=DISTILL_PHASES,
                         help="retrain: distill in masked retraining only; all: in the group-Lasso / ramp phase "
                              f"too (default {DEFAULT_DISTILL_PHASES})")
