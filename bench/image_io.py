@@ -4,6 +4,8 @@
   layer, synthetic int8 weights, 50% of 8×8 blocks stored), median of ``--repeats`` runs (best also reported; the
   1-minute load average is printed because the machine is shared). Writing
   includes the fsync and rename; reading includes every CRC and structural check.
+- decoding the whole image vs one layer of it (``decode_image_layer``, what a simulator serving a job
+  does) from the same bytes in memory, alternated, medians.
 - reference ``linear`` MACs/s on a 768×768 layer at N = 128 tokens, dense and at 50% block sparsity
   (useful MACs, i.e. stored tiles only), and the dense-equivalent rate of the sparse layer.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from blockforge import reference
-from blockforge.image import read_image, write_image
+from blockforge.image import decode_image, decode_image_layer, read_image, read_image_bytes, write_image
 from blockforge.layer import BlockSparseLayer
 from blockforge.spec import load_spec, spec_from_dict
 
@@ -79,6 +81,16 @@ def main() -> None:
             image = read_image(path, spec)
             read_s.append(time.perf_counter() - t0)
         size = path.stat().st_size
+        data = read_image_bytes(path)
+        one = layers[len(layers) // 2].name
+        decode_all_s, decode_one_s = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            decode_image(data, spec)
+            decode_all_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            decode_image_layer(data, one, spec)
+            decode_one_s.append(time.perf_counter() - t0)
     assert all(np.array_equal(a.tiles, b.tiles) for a, b in zip(layers, image.layers))
 
     numerics = dataclasses.replace(spec.numerics)
@@ -108,6 +120,8 @@ def main() -> None:
         "read_mb_s": round(size / 1e6 / statistics.median(read_s), 1),
         "write_mb_s_best": round(size / 1e6 / min(write_s), 1),
         "read_mb_s_best": round(size / 1e6 / min(read_s), 1),
+        "decode_all_layers_ms": round(1000 * statistics.median(decode_all_s), 2),
+        "decode_one_layer_ms": round(1000 * statistics.median(decode_one_s), 2),
         "write_s": [round(t, 3) for t in write_s],
         "read_s": [round(t, 3) for t in read_s],
         "reference_768x768_n128_dense_macs_s": round(macs["dense"][0] / macs["dense"][2]),

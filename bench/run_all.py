@@ -33,6 +33,7 @@ QUICK = {
     "engine_icarus_tile8": ["engine_icarus.py", "--spec", "tile8"],
     "engine_icarus_row1x96": ["engine_icarus.py", "--spec", "row1x96"],
     "sim_speed": [],
+    "verilog_passes": [],
     "prune_overhead": ["prune_overhead.py", "--steps", "12"],
 }
 SLOW = {

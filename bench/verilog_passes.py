@@ -1,0 +1,89 @@
+"""Benchmark: what the simulation-speed passes of ``bf_engine.v`` buy under Icarus, side by side.
+
+The same layer (tile8 384×384, 50% blocks, N = 32 by default) runs on plain ``vvp`` (no Python in the
+loop) with Amaranth's Verilog as written (``raw_engine_verilog``), with only the sliced assignments
+merged, and with the Verilog the simulators get (``engine_verilog``: slices merged and flip-flops grouped
+per clock); rounds alternate so the machine's drift hits every variant. Outputs must be byte-identical and exact against the
+reference. Prints one JSON line.
+
+    .venv/bin/python bench/verilog_passes.py [--spec tile8] [--rounds 3] [--tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from blockforge.hexfiles import read_outputs, write_hex
+from blockforge.reference import linear
+from blockforge.spec import load_spec
+from blockforge_hw.icarus import compile_icarus, run_icarus
+from blockforge_hw.testing import random_activations, random_layer
+from blockforge_hw.netmerge import merge_partial_assigns
+from blockforge_hw.verilog import ENGINE_MODULE, raw_engine_verilog, write_verilog
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default="tile8")
+    parser.add_argument("--out", type=int, default=384)
+    parser.add_argument("--in", dest="in_features", type=int, default=384)
+    parser.add_argument("--density", type=float, default=0.5)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    spec = load_spec(args.spec)
+    rng = np.random.default_rng(args.seed)
+    layer = random_layer(spec, rng, args.out, args.in_features, density=args.density)
+    x = random_activations(rng, args.in_features, args.tokens)
+    expected, _ = linear(layer, x, spec.numerics)
+    seconds: dict[str, list[float]] = {"raw": [], "slices_merged": [], "passes": []}
+    outputs: dict[str, bytes] = {}
+    cycles = None
+    with tempfile.TemporaryDirectory(prefix="bf_passes_") as tmp:
+        root = Path(tmp)
+        write_hex(layer, spec, root / "hex", x)
+        programs = {}
+        for variant in seconds:
+            rtl = root / variant
+            write_verilog(spec, rtl)
+            if variant != "passes":
+                raw = raw_engine_verilog(spec)
+                (rtl / f"{ENGINE_MODULE}.v").write_text(raw if variant == "raw" else merge_partial_assigns(raw))
+            programs[variant], _ = compile_icarus(rtl, root / f"{variant}.vvp")
+        for _ in range(args.rounds):
+            for variant, program in programs.items():
+                out = root / f"out_{variant}.hex"
+                t0 = time.perf_counter()
+                result = run_icarus(program, root / "hex", out)
+                seconds[variant].append(time.perf_counter() - t0)
+                y = read_outputs(out, layer, spec, args.tokens)
+                if result.status or result.timed_out or not np.array_equal(y, expected):
+                    raise SystemExit(f"{variant}: status {result.status}, timed out {result.timed_out}, "
+                                     f"exact {np.array_equal(y, expected)}")
+                if cycles is not None and result.cycles != cycles:
+                    raise SystemExit(f"{variant}: {result.cycles} cycles, the other variant took {cycles}")
+                cycles = result.cycles
+                outputs[variant] = out.read_bytes()
+    median = {variant: statistics.median(values) for variant, values in seconds.items()}
+    print(json.dumps({
+        "bench": "verilog_passes", "simulator": "icarus (plain vvp)", "spec": spec.name,
+        "layer": [args.out, args.in_features], "block_density": args.density, "n_tokens": args.tokens,
+        "rtl_cycles": cycles, "rounds": args.rounds, "outputs_identical": len(set(outputs.values())) == 1,
+        "seconds": {k: [round(v, 2) for v in values] for k, values in seconds.items()},
+        "cycles_per_s": {k: round(cycles / median[k]) for k in median},
+        "speedup_median": {"passes_vs_raw": round(median["raw"] / median["passes"], 3),
+                           "register_merge": round(median["slices_merged"] / median["passes"], 3)},
+        "register_merge_per_round": [round(a / b, 3) for a, b in zip(seconds["slices_merged"], seconds["passes"])],
+    }))
+
+
+if __name__ == "__main__":
+    main()
