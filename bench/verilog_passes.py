@@ -1,9 +1,10 @@
 """Benchmark: what the simulation-speed passes of ``bf_engine.v`` buy under Icarus, side by side.
 
 The same layer (tile8 384×384, 50% blocks, N = 32 by default) runs on plain ``vvp`` (no Python in the
-loop) with Amaranth's Verilog as written (``raw_engine_verilog``), with only the sliced assignments
-merged, and with the Verilog the simulators get (``engine_verilog``: slices merged and flip-flops grouped
-per clock); rounds alternate so the machine's drift hits every variant. Outputs must be byte-identical and exact against the
+loop) with Amaranth's Verilog as written (``raw_engine_verilog``), after each pass of
+:mod:`blockforge_hw.netmerge` in turn — sliced assignments merged, flip-flops grouped per clock — and
+with the Verilog the simulators get (``engine_verilog``: those and the arithmetic grouped per module);
+rounds alternate so the machine's drift hits every variant. Outputs must be byte-identical and exact against the
 reference. Prints one JSON line.
 
     .venv/bin/python bench/verilog_passes.py [--spec tile8] [--rounds 3] [--tokens 32]
@@ -25,7 +26,7 @@ from blockforge.reference import linear
 from blockforge.spec import load_spec
 from blockforge_hw.icarus import compile_icarus, run_icarus
 from blockforge_hw.testing import random_activations, random_layer
-from blockforge_hw.netmerge import merge_partial_assigns
+from blockforge_hw.netmerge import merge_clocked_blocks, merge_partial_assigns
 from blockforge_hw.verilog import ENGINE_MODULE, raw_engine_verilog, write_verilog
 
 
@@ -44,7 +45,10 @@ def main() -> None:
     layer = random_layer(spec, rng, args.out, args.in_features, density=args.density)
     x = random_activations(rng, args.in_features, args.tokens)
     expected, _ = linear(layer, x, spec.numerics)
-    seconds: dict[str, list[float]] = {"raw": [], "slices_merged": [], "passes": []}
+    raw = raw_engine_verilog(spec)
+    variants = {"raw": raw, "slices_merged": merge_partial_assigns(raw),
+                "registers_grouped": merge_clocked_blocks(merge_partial_assigns(raw)), "passes": None}
+    seconds: dict[str, list[float]] = {variant: [] for variant in variants}
     outputs: dict[str, bytes] = {}
     cycles = None
     with tempfile.TemporaryDirectory(prefix="bf_passes_") as tmp:
@@ -54,9 +58,8 @@ def main() -> None:
         for variant in seconds:
             rtl = root / variant
             write_verilog(spec, rtl)
-            if variant != "passes":
-                raw = raw_engine_verilog(spec)
-                (rtl / f"{ENGINE_MODULE}.v").write_text(raw if variant == "raw" else merge_partial_assigns(raw))
+            if variants[variant] is not None:          # else write_verilog's own engine_verilog
+                (rtl / f"{ENGINE_MODULE}.v").write_text(variants[variant])
             programs[variant], _ = compile_icarus(rtl, root / f"{variant}.vvp")
         for _ in range(args.rounds):
             for variant, program in programs.items():
@@ -80,8 +83,12 @@ def main() -> None:
         "seconds": {k: [round(v, 2) for v in values] for k, values in seconds.items()},
         "cycles_per_s": {k: round(cycles / median[k]) for k in median},
         "speedup_median": {"passes_vs_raw": round(median["raw"] / median["passes"], 3),
-                           "register_merge": round(median["slices_merged"] / median["passes"], 3)},
-        "register_merge_per_round": [round(a / b, 3) for a, b in zip(seconds["slices_merged"], seconds["passes"])],
+                           "register_merge": round(median["slices_merged"] / median["registers_grouped"], 3),
+                           "arithmetic_grouping": round(median["registers_grouped"] / median["passes"], 3)},
+        "per_round": {"register_merge": [round(a / b, 3) for a, b in zip(seconds["slices_merged"],
+                                                                          seconds["registers_grouped"])],
+                      "arithmetic_grouping": [round(a / b, 3) for a, b in zip(seconds["registers_grouped"],
+                                                                               seconds["passes"])]},
     }))
 
 

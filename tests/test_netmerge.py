@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from blockforge_hw.netmerge import merge_clocked_blocks, merge_partial_assigns
+from blockforge_hw.netmerge import group_arithmetic, merge_clocked_blocks, merge_partial_assigns
 
 SNIPPET = """module m(a, b, y, z);
   input [3:0] a;
@@ -97,6 +97,73 @@ def test_merged_clocked_blocks_compute_the_same(tmp_path):
     endmodule"""
     before, after = _icarus_outputs(tmp_path, bench, CLOCKED, merge_clocked_blocks(CLOCKED))
     assert before == after and before.count("\n") == 64
+
+
+ARITH = """module s(clk, a, b, y, z);
+  input clk;
+  input [7:0] a;
+  input [7:0] b;
+  output [17:0] y;
+  reg [17:0] y;
+  output [8:0] z;
+  reg [8:0] z;
+  reg [3:0] level = 4'h3;
+  wire [4:0] \\$1 ;
+  wire [15:0] \\$2 ;
+  wire [16:0] \\$3 ;
+  wire [8:0] \\$4 ;
+  wire [8:0] w;
+  wire [8:0] \\$5 ;
+  wire [17:0] \\$6 ;
+  assign \\$6  = \\$3  + \\$1 ;
+  assign \\$3  = \\$2  + \\$4 ;
+  assign \\$2  = $signed(a) * $signed(b);
+  assign \\$4  = a - b;
+  assign \\$1  = level + 1'h1;
+  assign w = ~ \\$4 ;
+  assign \\$5  = w + 1'h1;
+  always @(posedge clk) begin
+    y <= \\$6 ;
+    z <= \\$5 ;
+  end
+endmodule
+"""
+
+
+def test_arithmetic_moves_into_one_block_in_dependency_order():
+    out = group_arithmetic(ARITH)
+    block = out[out.index("always @* begin"):]
+    position = {net: block.index(f"{net}  =") for net in ("\\$1", "\\$2", "\\$3", "\\$4", "\\$6")}
+    assert position["\\$2"] < position["\\$3"] < position["\\$6"] and position["\\$4"] < position["\\$3"]
+    assert position["\\$1"] < position["\\$6"]
+    assert "reg [17:0] \\$6 ;" in out and "reg [15:0] \\$2 ;" in out and "wire bf_arith_start = 1'h1;" in out
+    assert "if (bf_arith_start) begin end" in block
+    # \$5 reads w, which a grouped value (\$4) reaches through a continuous assignment outside the
+    # block: grouping it would let the block miss w's change, so it stays an assignment
+    assert "assign \\$5  = w + 1'h1;" in out and "assign w = ~ \\$4 ;" in out
+    assert group_arithmetic(out) == out                                     # idempotent
+
+
+def test_arithmetic_reaching_an_output_keeps_input_dependent_expressions_continuous():
+    # y leaves the module combinationally; the parent may feed it back into a or b, so nothing that
+    # reads an input may join the block (what only reads internal registers still may)
+    text = ARITH.replace("  reg [17:0] y;\n", "  wire [17:0] y;\n").replace("    y <= \\$6 ;\n", "") \
+        .replace("endmodule", "  assign y = \\$6  + 1'h1;\nendmodule")
+    out = group_arithmetic(text)
+    assert "assign \\$2  = $signed(a) * $signed(b);" in out and "assign y = \\$6  + 1'h1;" in out
+    assert "\\$1  = level + 1'h1;" in out[out.index("always @* begin"):]
+
+
+def test_grouped_arithmetic_computes_the_same_from_time_zero(tmp_path):
+    # \$1 = level + 1 depends only on a register that never changes after its initializer: the block
+    # must still compute it at time 0
+    bench = """module tb; reg clk = 0; reg [7:0] a, b; wire [17:0] y; wire [8:0] z; s dut(clk, a, b, y, z);
+      integer i; initial begin a = 0; b = 0; #1 $display("%d", dut.\\$1 );
+      for (i = 0; i < 300; i = i + 1) begin {a, b} = i * 211; #1 clk = 1; #1 clk = 0; $display("%b %b", y, z); end
+      end
+    endmodule"""
+    before, after = _icarus_outputs(tmp_path, bench, ARITH, group_arithmetic(ARITH))
+    assert before == after and before.count("\n") == 301 and before.splitlines()[0].strip() == "4"
 
 
 EQUIVALENCE = """

@@ -26,14 +26,26 @@ with two or more pieces are rewritten; anything the pass does not recognize is l
 
 into one ``always @(posedge clk) begin a <= \\$12 ; b <= \\$13 ; end`` per clock and module. Non-blocking
 assignments on one edge do not see each other, so grouping them is the same logic; Icarus then wakes
-one process per clock edge instead of one per register (≈ 640 on the tile8 engine; 1.2–1.27× faster).
+one process per clock edge instead of one per register (≈ 640 on the tile8 engine).
+
+:func:`group_arithmetic` moves each module's arithmetic continuous assignments (``+``, ``-``, ``*``) into
+one ``always @*`` block in dependency order, their wires becoming regs: Icarus evaluates a continuous
+``assign s = a + b;`` as functors that add, sign-extend and concatenate bit by bit, procedural code with
+word-level opcodes (one block per module: one process per assignment was slower). Two hazards of
+event-driven simulation are handled. (1) A value computed in the block that comes back into it through
+logic outside it — another assignment, an ``always @*`` block, an instance, or out of the module and in
+again — changes while the block runs, and the block would miss that change: such expressions stay
+continuous assignments. (2) An ``always @*`` block runs only when something it reads changes, and
+Icarus does not count a declaration initializer (``reg x = 0``) as a change: the block also reads
+``wire bf_arith_start = 1'h1``, a constant net whose value arrives as an event at time 0, so every value
+is computed before the first clock even when its operands never change.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["merge_clocked_blocks", "merge_partial_assigns"]
+__all__ = ["group_arithmetic", "merge_clocked_blocks", "merge_partial_assigns"]
 
 _IDENT = r"(?:\\\S+ |[A-Za-z_][A-Za-z0-9_$]*)"
 _PIECE = re.compile(rf"^(?P<indent>\s*)assign\s+(?P<net>{_IDENT})\s*\[(?P<hi>\d+)(?::(?P<lo>\d+))?\]\s*=\s*(?P<expr>.+);\s*$")
@@ -158,6 +170,149 @@ def merge_clocked_blocks(verilog: str) -> str:
     for start, end in _module_spans(lines):
         out.extend(lines[previous:start])
         out.extend(_merge_module_clocks(lines[start:end + 1]))
+        previous = end + 1
+    out.extend(lines[previous:])
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------- arithmetic grouping
+
+_WHOLE_ASSIGN = re.compile(rf"^\s*assign\s+(?P<net>{_IDENT})\s*=\s*(?P<expr>.+);\s*$")
+_ANY_ASSIGN = re.compile(r"^\s*assign\s+(?P<lhs>.+?)\s*=(?!=)\s*(?P<rhs>.+);\s*$")
+_WIRE = re.compile(rf"^(?P<indent>\s*)wire\s+(?P<shape>(?:signed\s+)?(?:\[\d+:\d+\]\s+)?)(?P<net>{_IDENT})\s*;\s*$")
+_BLOCKING = re.compile(rf"^\s*(?P<net>{_IDENT})\s*(?:\[[^\]]*\]\s*)*=(?!=)")
+_INSTANCE = re.compile(rf"^\s*{_IDENT}\s+{_IDENT}\s*\($")
+_ARITHMETIC = re.compile(r"[-+*]")
+_LITERAL = re.compile(r"\d*'[sS]?[hbdoHBDO][0-9a-fA-F_xzXZ?]+")
+_START = "bf_arith_start"
+
+
+def _names(text: str) -> set[str]:
+    """The identifiers in a Verilog expression (escaped ones end at whitespace), literals left out."""
+    return {name.strip() for name in re.findall(_IDENT, _LITERAL.sub(" ", text) + " ")} - {"signed"}
+
+
+def _comb_nodes(lines: list[str]) -> tuple[list[tuple[set[str], set[str]]], dict[str, set[str]]]:
+    """The module's combinational nodes as (reads, writes): every continuous assignment, every
+    ``always @*`` block and, conservatively, every instance (each connected net both read and written);
+    and the port names by direction."""
+    nodes, ports = [], {"input": set(), "output": set(), "inout": set()}
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        decl = _DECL.match(line)
+        if decl and decl["kind"] in ports:
+            ports[decl["kind"]].add(decl["net"].strip())
+        assign = _ANY_ASSIGN.match(line)
+        if assign:
+            nodes.append((_names(assign["rhs"]), _names(assign["lhs"])))
+        elif re.match(r"^\s*always\s*@\*", line):
+            indent = re.match(r"\s*", line).group(0)
+            body, j = [line], i + 1
+            if line.rstrip().endswith("begin"):
+                while j < len(lines) and lines[j] != f"{indent}end":
+                    body.append(lines[j])
+                    j += 1
+            else:
+                body.append(lines[j])
+            writes = {m["net"].strip() for m in map(_BLOCKING.match, body[1:]) if m}
+            nodes.append((_names("\n".join(body[1:])), writes))
+            i = j
+        elif _INSTANCE.match(line):
+            connected, j = set(), i + 1
+            while j < len(lines) and not lines[j].strip().startswith(");"):
+                port = re.match(r"^\s*\.\S+\((?P<expr>.*)\),?\s*$", lines[j])
+                if port:
+                    connected |= _names(port["expr"])
+                j += 1
+            nodes.append((connected, connected))
+            i = j
+        i += 1
+    return nodes, ports
+
+
+def _reach(starts: set[str], successors: dict[str, set[str]], stop: set[str]) -> set[str]:
+    """Nets reachable from ``starts`` in one or more steps without passing through ``stop``."""
+    seen, todo = set(), [n for s in starts for n in successors.get(s, ())]
+    while todo:
+        net = todo.pop()
+        if net in seen or net in stop:
+            continue
+        seen.add(net)
+        todo.extend(successors.get(net, ()))
+    return seen
+
+
+def _group_module(lines: list[str]) -> list[str]:
+    if any(_START in line for line in lines):
+        return lines                             # grouped already
+    wires = {m["net"].strip(): i for i, m in enumerate(map(_WIRE.match, lines)) if m}
+    nodes, ports = _comb_nodes(lines)
+    drivers: dict[str, int] = {}
+    successors: dict[str, set[str]] = {}
+    for reads, writes in nodes:
+        for net in writes:
+            drivers[net] = drivers.get(net, 0) + 1
+        for net in reads:
+            successors.setdefault(net, set()).update(writes)
+    chosen: dict[str, tuple[int, str, set[str]]] = {}
+    for i, line in enumerate(lines):
+        assign = _WHOLE_ASSIGN.match(line)
+        if not assign or not _ARITHMETIC.search(_LITERAL.sub(" ", assign["expr"])) or "'bz" in assign["expr"]:
+            continue
+        net, inputs = assign["net"].strip(), _names(assign["expr"])
+        if net in wires and drivers.get(net) == 1 and inputs and net not in inputs:
+            chosen[net] = (i, assign["expr"], inputs)
+    # An expression must not read a net that a grouped value reaches through logic outside the block:
+    # that change would happen while the block runs, and the block would miss it. Leaving the module
+    # counts as such a path when a grouped value reaches an output and the expression depends on an input.
+    while chosen:
+        group = set(chosen)
+        outside = _reach(group, successors, group)
+        if (outside | group) & (ports["output"] | ports["inout"]):
+            outside |= ports["input"] | ports["inout"] | _reach(ports["input"] | ports["inout"], successors, group)
+        unsafe = {net for net, (_, _, inputs) in chosen.items() if inputs & outside}
+        if not unsafe:
+            break
+        for net in unsafe:
+            del chosen[net]
+    if not chosen:
+        return lines
+    order, state = [], {}
+
+    def visit(net: str) -> None:                 # depth-first: every operand computed before its use
+        if state.get(net) == "done":
+            return
+        if state.get(net) == "open":
+            raise ValueError(f"combinational loop through {net}")
+        state[net] = "open"
+        for name in sorted(chosen[net][2] & set(chosen)):
+            visit(name)
+        state[net] = "done"
+        order.append(net)
+
+    for net in sorted(chosen):
+        visit(net)
+    out: list[str | None] = list(lines)
+    for net, (i, _, _) in chosen.items():
+        wire = _WIRE.match(lines[wires[net]])
+        out[wires[net]] = f"{wire['indent']}reg {wire['shape']}{wire['net']};"
+        out[i] = None
+    block = [f"  wire {_START} = 1'h1;", "  always @* begin", f"    if ({_START}) begin end"]
+    block += [f"    {net + ' ' if net.startswith(chr(92)) else net} = {chosen[net][1]};" for net in order]
+    block.append("  end")
+    return [line for line in out[:-1] if line is not None] + block + [lines[-1]]
+
+
+def group_arithmetic(verilog: str) -> str:
+    """``verilog`` with each module's arithmetic continuous assignments (``+``, ``-``, ``*``) of whole,
+    singly driven wires moved into one ``always @*`` block in dependency order, leaving out any whose
+    inputs a grouped value reaches through logic outside the block (see module docstring)."""
+    lines = verilog.split("\n")
+    out, previous = [], 0
+    for start, end in _module_spans(lines):
+        out.extend(lines[previous:start])
+        out.extend(_group_module(lines[start:end + 1]))
         previous = end + 1
     out.extend(lines[previous:])
     return "\n".join(out)

@@ -41,7 +41,7 @@ from blockforge.spec import Spec
 
 from .engine import Engine
 from .layouts import STATUS_BITS, EngineGeometry
-from .netmerge import merge_clocked_blocks, merge_partial_assigns
+from .netmerge import group_arithmetic, merge_clocked_blocks, merge_partial_assigns
 from .stall_injector import DEFAULT_SEED
 
 __all__ = ["clocked_top_verilog", "engine_verilog", "sim_top_verilog", "testbench_verilog", "write_verilog",
@@ -58,7 +58,7 @@ def engine_verilog(spec: Spec, **depths) -> str:
     """The engine as Verilog (module ``bf_engine``), via Amaranth's builtin yosys, with sliced wire
     assignments merged and the flip-flops grouped into one process per clock (:mod:`.netmerge`), so that
     Icarus neither resolves wide nets bit by bit nor wakes a process per register."""
-    return merge_clocked_blocks(merge_partial_assigns(raw_engine_verilog(spec, **depths)))
+    return group_arithmetic(merge_clocked_blocks(merge_partial_assigns(raw_engine_verilog(spec, **depths))))
 
 
 def raw_engine_verilog(spec: Spec, **depths) -> str:
