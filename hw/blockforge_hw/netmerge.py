@@ -67,6 +67,18 @@ def _module_spans(lines: list[str]) -> list[tuple[int, int]]:
     return spans
 
 
+def _per_module(verilog: str, rewrite) -> str:
+    """``verilog`` with the lines of each module (``module`` … ``endmodule``) replaced by ``rewrite(lines)``."""
+    lines = verilog.split("\n")
+    out, previous = [], 0
+    for start, end in _module_spans(lines):
+        out.extend(lines[previous:start])
+        out.extend(rewrite(lines[start:end + 1]))
+        previous = end + 1
+    out.extend(lines[previous:])
+    return "\n".join(out)
+
+
 def _rewrite_module(lines: list[str], counter: list[int]) -> list[str]:
     widths: dict[str, tuple[int, int]] = {}
     kinds: dict[str, set[str]] = {}
@@ -126,15 +138,8 @@ def _rewrite_module(lines: list[str], counter: list[int]) -> list[str]:
 
 def merge_partial_assigns(verilog: str) -> str:
     """``verilog`` with the slice assignments of each multiply-driven wire merged (see module docstring)."""
-    lines = verilog.split("\n")
     counter = [0]
-    out, previous = [], 0
-    for start, end in _module_spans(lines):
-        out.extend(lines[previous:start])
-        out.extend(_rewrite_module(lines[start:end + 1], counter))
-        previous = end + 1
-    out.extend(lines[previous:])
-    return "\n".join(out)
+    return _per_module(verilog, lambda module: _rewrite_module(module, counter))
 
 
 def _merge_module_clocks(lines: list[str]) -> list[str]:
@@ -165,14 +170,7 @@ def merge_clocked_blocks(verilog: str) -> str:
     """``verilog`` with each module's single-statement ``always @(posedge clk)`` blocks merged into one
     block per clock, placed before ``endmodule`` (see module docstring). Blocks with a condition, several
     statements or another event control are left where they are."""
-    lines = verilog.split("\n")
-    out, previous = [], 0
-    for start, end in _module_spans(lines):
-        out.extend(lines[previous:start])
-        out.extend(_merge_module_clocks(lines[start:end + 1]))
-        previous = end + 1
-    out.extend(lines[previous:])
-    return "\n".join(out)
+    return _per_module(verilog, _merge_module_clocks)
 
 
 # ------------------------------------------------------------------------------- arithmetic grouping
@@ -308,11 +306,4 @@ def group_arithmetic(verilog: str) -> str:
     """``verilog`` with each module's arithmetic continuous assignments (``+``, ``-``, ``*``) of whole,
     singly driven wires moved into one ``always @*`` block in dependency order, leaving out any whose
     inputs a grouped value reaches through logic outside the block (see module docstring)."""
-    lines = verilog.split("\n")
-    out, previous = [], 0
-    for start, end in _module_spans(lines):
-        out.extend(lines[previous:start])
-        out.extend(_group_module(lines[start:end + 1]))
-        previous = end + 1
-    out.extend(lines[previous:])
-    return "\n".join(out)
+    return _per_module(verilog, _group_module)
