@@ -389,15 +389,23 @@ class _Reader:
         descriptors = [_DESCRIPTOR.unpack_from(data, 64 + 20 * k) for k in range(3)]
         return layer_count, bytes(digest), bus_bits, file_size, descriptors
 
+    def take_name(self, table: memoryview, index: int, names: bytes) -> str:
+        """The name of layer table entry ``index``: the next run of bytes in section 'names', UTF-8."""
+        name_offset, name_length = _ENTRY_FIXED.unpack_from(table, index * TABLE_ENTRY_SIZE)[:2]
+        label = f"layer table entry {index}"
+        if name_offset != self.name_cursor or name_offset + name_length > len(names) or name_length == 0:
+            raise self.fail(f"{label}: name is not the next run of bytes in section 'names'")
+        self.name_cursor += name_length
+        try:
+            return names[name_offset:name_offset + name_length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(f"{label}: name is not UTF-8") from None
+
     def skip_layer(self, table: memoryview, index: int, names: bytes) -> str:
         """Step over layer ``index`` (its name and section placement checked, its contents not): for
         :func:`read_image_layer`, which verifies only the layer it returns."""
         base = index * TABLE_ENTRY_SIZE
-        name_offset, name_length = _ENTRY_FIXED.unpack_from(table, base)[:2]
-        if name_offset != self.name_cursor or name_offset + name_length > len(names) or name_length == 0:
-            raise self.fail(f"layer table entry {index}: name is not the next run of bytes in section 'names'")
-        self.name_cursor += name_length
-        name = names[name_offset:name_offset + name_length].decode("utf-8", errors="replace")
+        name = self.take_name(table, index, names)
         for k, section in enumerate(LAYER_SECTIONS):
             offset, size, _ = _DESCRIPTOR.unpack_from(table, base + 48 + 20 * k)
             if offset != _align(self.cursor) or offset + size > len(self.data):
@@ -422,15 +430,16 @@ class _Reader:
             layers = [self.layer(table, index, names, spec) for index in range(layer_count)]
             all_names = [layer.name for layer in layers]
         else:
+            wanted = only.encode("utf-8")
             layers, all_names = [], []
             for index in range(layer_count):
-                name = _ENTRY_FIXED.unpack_from(table, index * TABLE_ENTRY_SIZE)[:2]
-                if bytes(names[name[0]:name[0] + name[1]]) == only.encode("utf-8") and not layers:
+                name_offset, name_length = _ENTRY_FIXED.unpack_from(table, index * TABLE_ENTRY_SIZE)[:2]
+                if not layers and names[name_offset:name_offset + name_length] == wanted:
                     layers.append(self.layer(table, index, names, spec))
                     all_names.append(layers[-1].name)
                 else:
                     all_names.append(self.skip_layer(table, index, names))
-        if sum(len(name.encode("utf-8")) for name in all_names) != len(names) or self.name_cursor != len(names):
+        if self.name_cursor != len(names):          # every layer took the next run of names, in order
             raise self.fail("section 'names' holds bytes that belong to no layer")
         if len(set(all_names)) != len(all_names):
             raise self.fail("two layers have the same name")
@@ -457,19 +466,13 @@ class _Reader:
 
     def layer(self, table: memoryview, index: int, names: bytes, spec: Spec) -> BlockSparseLayer:
         base = index * TABLE_ENTRY_SIZE
-        (name_offset, name_length, out_features, in_features, br, bc, padded_out, padded_in,
+        (_, _, out_features, in_features, br, bc, padded_out, padded_in,
          n_block_rows, n_block_cols, nnz, flags) = _ENTRY_FIXED.unpack_from(table, base)
         descriptors = [_DESCRIPTOR.unpack_from(table, base + 48 + 20 * k) for k in range(len(LAYER_SECTIONS))]
         label = f"layer table entry {index}"
         if struct.unpack_from("<I", table, base + TABLE_ENTRY_SIZE - 4)[0] != 0:
             raise self.fail(f"{label}: reserved field is not zero")
-        if name_offset != self.name_cursor or name_offset + name_length > len(names) or name_length == 0:
-            raise self.fail(f"{label}: name is not the next run of bytes in section 'names'")
-        self.name_cursor += name_length
-        try:
-            name = names[name_offset:name_offset + name_length].decode("utf-8")
-        except UnicodeDecodeError:
-            raise self.fail(f"{label}: name is not UTF-8") from None
+        name = self.take_name(table, index, names)
         if flags & ~_FLAG_WEIGHT_SCALE:
             raise self.fail(f"layer {name!r}: unknown flags 0x{flags:08x}")
         if (br, bc) != (spec.block.rows, spec.block.cols):
