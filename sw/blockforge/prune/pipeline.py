@@ -81,8 +81,9 @@ class PruneConfig:
     (its logits, classification tasks; default on; ignored by one-shot ``magnitude``); distill_phases:
     ``all`` (default: the sparsifying phase — group Lasso or the gradual ramp — and masked retraining)
     or ``retrain`` (masked retraining only); distill_hidden: weight of the hidden-state term
-    (:func:`~.training.hidden_state_loss`, 0 = logits only); both are ignored without ``distill``. zero_threshold: block norm under which a block counts as driven to zero
-    by the regularizer (reported, not used for pruning). threads: torch intra-op threads (None = as is).
+    (:func:`~.training.hidden_state_loss`, 0 = logits only); both are ignored without ``distill``.
+    zero_threshold: block norm under which a block counts as driven to zero by the regularizer
+    (reported, not used for pruning). threads: torch intra-op threads (None = as is).
     checkpoint_dir: if set, the state after each phase is saved there and a rerun with the same config
     resumes after the last finished phase. evaluate_dense: evaluate the dense model before pruning
     (skip it to save time when the dense figure is known, e.g. in benchmarks sharing a dense model).

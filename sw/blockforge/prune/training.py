@@ -84,6 +84,8 @@ def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: B
     total_loss = 0.0
     bar = tqdm(total=steps, desc=desc, disable=not (progress and accelerator.is_local_main_process),
                leave=False, dynamic_ncols=True)
+    hidden = teacher is not None and distill_hidden > 0
+    logit_kd = teacher is not None and not regression    # the KL term is for classification only
     for step, indices in enumerate(batches.steps(phase, steps)):
         if before_step is not None:
             before_step(step)
@@ -92,17 +94,16 @@ def train_phase(accelerator, model: nn.Module, split: TokenizedSplit, batches: B
             group["lr"] = lr
         batch = {k: v.to(accelerator.device) for k, v in split.collate(indices, regression).items()}
         labels = batch.pop("labels")
-        hidden = teacher is not None and distill_hidden > 0
         out = model(**batch, output_hidden_states=True) if hidden else model(**batch)
         logits = out.logits
         if regression:
             loss = F.mse_loss(logits.squeeze(-1), labels)
         else:
             loss = F.cross_entropy(logits, labels)
-        if teacher is not None:
+        if logit_kd or hidden:                             # else the teacher's forward would go unused
             with torch.no_grad():
                 taught = teacher(**batch, output_hidden_states=hidden)
-            if not regression:
+            if logit_kd:
                 t = distill_temperature
                 kd = F.kl_div(F.log_softmax(logits / t, dim=-1), F.log_softmax(taught.logits / t, dim=-1),
                               reduction="batchmean", log_target=True) * t * t
