@@ -49,7 +49,7 @@ __all__ = ["group_arithmetic", "merge_clocked_blocks", "merge_partial_assigns"]
 
 _IDENT = r"(?:\\\S+ |[A-Za-z_][A-Za-z0-9_$]*)"
 _PIECE = re.compile(rf"^(?P<indent>\s*)assign\s+(?P<net>{_IDENT})\s*\[(?P<hi>\d+)(?::(?P<lo>\d+))?\]\s*=\s*(?P<expr>.+);\s*$")
-_CLOCKED = re.compile(r"^(?P<indent>\s*)always\s*@\(\s*posedge\s+(?P<clock>[A-Za-z_][A-Za-z0-9_$]*|\\\S+ )\s*\)\s*$")
+_CLOCKED = re.compile(rf"^(?P<indent>\s*)always\s*@\(\s*posedge\s+(?P<clock>{_IDENT})\s*\)\s*$")
 _NONBLOCKING = re.compile(rf"^\s*{_IDENT}\s*(?:\[[^\]]*\]\s*)*<=[^;]*;\s*$")
 _DECL = re.compile(rf"^\s*(?P<kind>wire|reg|input|output|inout)\s+(?:signed\s+)?(?:\[(?P<hi>\d+):(?P<lo>\d+)\]\s+)?"
                    rf"(?P<net>{_IDENT})\s*(?:;|=)")
