@@ -36,11 +36,12 @@ import sys
 import time
 from pathlib import Path
 
+from blockforge.prune.options import DEFAULT_DISTILL_HIDDEN, DEFAULT_DISTILL_PHASES, DISTILL_PHASES  # light: no torch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-from blockforge.prune.options import DEFAULT_DISTILL_HIDDEN, DEFAULT_DISTILL_PHASES, DISTILL_PHASES  # noqa: E402  (light: no torch)
 SECTION = "## Pruning accuracy"
 #: bench method → (pipeline method, PruneConfig overrides, Schedule overrides). Every method but
 #: ``magnitude`` trains ``--prune-epochs`` after the dense phase; ``bsp*`` and ``magnitude-gradual``

@@ -24,20 +24,30 @@ from blockforge_hw.testing import random_activations, random_layer
 from blockforge_hw.verilog import write_verilog
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_layer_arguments(parser: argparse.ArgumentParser, *, tokens: int) -> None:
+    """The options naming the benchmarked layer (shared with bench/verilog_passes.py)."""
     parser.add_argument("--spec", default="tile8")
     parser.add_argument("--out", type=int, default=384)
     parser.add_argument("--in", dest="in_features", type=int, default=384)
     parser.add_argument("--density", type=float, default=0.5)
-    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--tokens", type=int, default=tokens)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stall", type=int, default=0, help="stall rate /256 on weights and output")
-    args = parser.parse_args()
+
+
+def make_layer(args: argparse.Namespace):
+    """(spec, random block-sparse layer, random activations) from :func:`add_layer_arguments`' options."""
     spec = load_spec(args.spec)
     rng = np.random.default_rng(args.seed)
     layer = random_layer(spec, rng, args.out, args.in_features, density=args.density)
-    x = random_activations(rng, args.in_features, args.tokens)
+    return spec, layer, random_activations(rng, args.in_features, args.tokens)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_layer_arguments(parser, tokens=64)
+    parser.add_argument("--stall", type=int, default=0, help="stall rate /256 on weights and output")
+    args = parser.parse_args()
+    spec, layer, x = make_layer(args)
     with tempfile.TemporaryDirectory(prefix="bf_bench_") as tmp:
         root = Path(tmp)
         t0 = time.monotonic()

@@ -23,27 +23,18 @@ import numpy as np
 
 from blockforge.hexfiles import read_outputs, write_hex
 from blockforge.reference import linear
-from blockforge.spec import load_spec
 from blockforge_hw.icarus import compile_icarus, run_icarus
-from blockforge_hw.testing import random_activations, random_layer
 from blockforge_hw.netmerge import merge_clocked_blocks, merge_partial_assigns
 from blockforge_hw.verilog import ENGINE_MODULE, raw_engine_verilog, write_verilog
+from engine_icarus import add_layer_arguments, make_layer     # bench/ is on sys.path when run as a script
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", default="tile8")
-    parser.add_argument("--out", type=int, default=384)
-    parser.add_argument("--in", dest="in_features", type=int, default=384)
-    parser.add_argument("--density", type=float, default=0.5)
-    parser.add_argument("--tokens", type=int, default=32)
+    add_layer_arguments(parser, tokens=32)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    spec = load_spec(args.spec)
-    rng = np.random.default_rng(args.seed)
-    layer = random_layer(spec, rng, args.out, args.in_features, density=args.density)
-    x = random_activations(rng, args.in_features, args.tokens)
+    spec, layer, x = make_layer(args)
     expected, _ = linear(layer, x, spec.numerics)
     raw = raw_engine_verilog(spec)
     variants = {"raw": raw, "slices_merged": merge_partial_assigns(raw),
