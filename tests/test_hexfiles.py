@@ -1,4 +1,4 @@
-"""$readmemh files for the engine memories: layouts decode back to the layer."""
+"""Memory files for the engine ($readmemh text, $fread bytes): layouts decode back to the layer."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from blockforge.errors import ImageError, UsageError
-from blockforge.hexfiles import (INDEX_COL_BITS, activation_stride, activation_words, index_entries, pack_lanes,
-                                 read_hex, read_outputs, unpack_outputs, write_activations, write_hex)
+from blockforge.hexfiles import (CONFIG_WORD_BITS, INDEX_COL_BITS, INDEX_ENTRY_BITS, SHIFT_BITS, activation_stride,
+                                 activation_words, index_entries, pack_lanes, read_hex, read_outputs, unpack_outputs,
+                                 write_activations, write_hex, write_inputs)
 from blockforge.layer import BlockSparseLayer, pack_tile_words
 from blockforge_hw.testing import random_activations, random_layer, small_spec
 
@@ -49,6 +50,29 @@ def test_write_hex_files(tmp_path):
             byte = act[stride + n] >> (8 * j) & 0xFF
             assert byte - (256 if byte > 127 else 0) == x[4 + j, n]
     assert act[2 * stride + 0] >> 16 == 0       # padded rows 10, 11 are zero
+
+
+def test_byte_files_hold_the_hex_words(tmp_path):
+    """``fmt="bin"``: every memory holds the words of its hex file, ⌈width/8⌉ bytes each, most significant first."""
+    spec = small_spec(2, 4, bus_bits=32)
+    rng = np.random.default_rng(14)
+    layer = random_layer(spec, rng, 6, 10, density=0.6)
+    x = random_activations(rng, 10, 3)
+    hexes = write_hex(layer, spec, tmp_path / "hex", x)
+    bins = write_hex(layer, spec, tmp_path / "bin", x, fmt="bin")
+    assert set(bins) == set(hexes) and all(path.suffix == ".bin" for path in bins.values())
+    br, nb = spec.block.rows, spec.numerics
+    widths = {"weights": 32, "index": INDEX_ENTRY_BITS, "bias": br * nb.acc_bits, "multiplier": br * nb.multiplier_bits,
+              "shift": br * SHIFT_BITS, "act": 8 * spec.block.cols, "config": CONFIG_WORD_BITS}
+    for name, bits in widths.items():
+        size = -(-bits // 8)
+        data = bins[name].read_bytes()
+        words = [int.from_bytes(data[i:i + size], "big") for i in range(0, len(data), size)]
+        assert len(data) % size == 0, name
+        assert words == read_hex(hexes[name]) or (name == "weights" and layer.nnz_blocks == 0), name
+    assert write_inputs(layer, spec, tmp_path / "bin", x[:, :2], fmt="bin")["config"].read_bytes()[:4] == bytes([0, 0, 0, 2])
+    with pytest.raises(UsageError, match="format"):
+        write_hex(layer, spec, tmp_path / "bad", x, fmt="mem")
 
 
 def test_read_outputs_roundtrip(tmp_path):

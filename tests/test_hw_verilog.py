@@ -58,6 +58,24 @@ def test_icarus_runs_a_layer_exactly(small_sim, seed):
     assert np.array_equal(read_outputs(hex_dir / "out_stalled.hex", layer, spec, 6), expected), f"seed {600 + seed}"
 
 
+def test_icarus_loads_the_byte_files_as_the_hex_files(small_sim):
+    """``+membin``: the same layer from ``$fread`` byte files computes the same outputs in the same cycles."""
+    spec, root, vvp = small_sim
+    rng = np.random.default_rng(620)
+    layer = random_layer(spec, rng, 12, 20, density=0.6)
+    x = random_activations(rng, 20, 7)
+    runs = {}
+    for fmt in ("hex", "bin"):
+        mem_dir = root / f"fmt_{fmt}"
+        write_hex(layer, spec, mem_dir, x, fmt=fmt)
+        result = run_icarus(vvp, mem_dir, mem_dir / "out.hex", fmt=fmt)
+        assert (result.status, result.timed_out) == (0, False), result.log[-1000:]
+        runs[fmt] = (read_outputs(mem_dir / "out.hex", layer, spec, 7), result.cycles)
+    expected, _ = linear(layer, x, spec.numerics)
+    assert np.array_equal(runs["bin"][0], expected), "seed 620"
+    assert runs["bin"][1] == runs["hex"][1] == layer_cycles(spec, layer.nnz_per_row(), 7), "seed 620"
+
+
 def test_icarus_reports_bad_config(small_sim):
     spec, root, vvp = small_sim
     layer = random_layer(spec, np.random.default_rng(610), 4, 8)

@@ -48,10 +48,12 @@ def compile_icarus(rtl_dir: str | Path, out: str | Path, *, top: str = "bf_tb") 
 
 
 def run_icarus(vvp_file: str | Path, hex_dir: str | Path, out_hex: str | Path, *, stall_weights: int = 0,
-               stall_out: int = 0, seed: int = 1, timeout_cycles: int = 10_000_000) -> IcarusResult:
-    """Run one layer: memories from ``hex_dir`` (files of blockforge.hexfiles.write_hex), outputs to ``out_hex``."""
+               stall_out: int = 0, seed: int = 1, timeout_cycles: int = 10_000_000, fmt: str = "hex") -> IcarusResult:
+    """Run one layer: memories from ``hex_dir`` (files of blockforge.hexfiles.write_hex in format ``fmt``),
+    outputs to ``out_hex``."""
     run = subprocess.run(
-        [_tool("vvp"), "-n", str(vvp_file), f"+hexdir={hex_dir}", f"+out={out_hex}",
+        [_tool("vvp"), "-n", str(vvp_file), f"+hexdir={hex_dir}", *(["+membin"] if fmt == "bin" else []),
+         f"+out={out_hex}",
          f"+stall_weights={stall_weights}", f"+stall_out={stall_out}", f"+seed={seed}",
          f"+timeout={timeout_cycles}"], capture_output=True, text=True)
     match = _RESULT.search(run.stdout)

@@ -13,6 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: The memory files the bench writes for the simulation top (blockforge.hexfiles formats): "bin", the bytes
+#: ``$fread`` loads (the host then runs the simulator with ``+membin``), not ``$readmemh`` text, whose
+#: writing and parsing were the largest host-side cost of a one-layer job.
+MEMORY_FORMAT = "bin"
+
 
 @dataclass(frozen=True)
 class LayerJob:
@@ -29,7 +34,7 @@ class LayerJob:
 class Session:
     spec: dict[str, Any]        # the spec as plain data (Spec.to_dict); the bench rebuilds the Spec from it
     jobs: tuple[LayerJob, ...]
-    hexdir: str                 # where the bench writes the $readmemh files before each job
+    hexdir: str                 # where the bench writes the memory files before each job
     results: str                # JSON file the bench writes
     seed: int = 1
     stall_weights: int = 0      # stall probability on the weight read path, in 256ths

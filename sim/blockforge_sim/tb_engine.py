@@ -1,7 +1,7 @@
 """The cocotb bench of the engine's simulation top: runs layer jobs in one simulator process and checks
 each against the golden reference.
 
-Per job, Python writes the layer's ``$readmemh`` files, pulses ``reload`` and ``start`` (for the next pass
+Per job, Python writes the layer's memory files (``$fread`` bytes), pulses ``reload`` and ``start`` (for the next pass
 of the layer it holds, only the activations and config, with ``reload_inputs``), then waits for
 ``done`` while the simulator runs free; the checker compares the dumped outputs with
 ``blockforge.reference`` element by element and the cycle counter with ``blockforge.estimate``.
@@ -29,7 +29,7 @@ from blockforge.spec import spec_from_dict
 
 from .checker import LayerChecker
 from .driver import CLOCK_NS, EngineDriver
-from .jobs import JobResult, LayerJob, Session, save_results
+from .jobs import MEMORY_FORMAT, JobResult, LayerJob, Session, save_results
 from .monitor import CompletionMonitor
 
 # Cycles allowed per estimated cycle before a job counts as hung (stalls included), plus a floor.
@@ -68,10 +68,10 @@ class Bench:
         out_path = self.hexdir / "out.hex"
         out_path.unlink(missing_ok=True)
         if self.loaded == (job.image, job.layer):   # the next pass of the same layer: new tokens only
-            write_inputs(layer, self.spec, self.hexdir, x_q)
+            write_inputs(layer, self.spec, self.hexdir, x_q, fmt=MEMORY_FORMAT)
             await self.driver.reload_inputs()
         else:
-            write_hex(layer, self.spec, self.hexdir, x_q)
+            write_hex(layer, self.spec, self.hexdir, x_q, fmt=MEMORY_FORMAT)
             await self.driver.reload()
             self.loaded = (job.image, job.layer)
         await self.driver.start()

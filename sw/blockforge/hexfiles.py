@@ -1,4 +1,4 @@
-"""``$readmemh`` files for the engine's memories, and the reader of its captured outputs.
+"""The engine's memory files (``$readmemh`` text or ``$fread`` bytes), and the reader of its captured outputs.
 
 The memory layouts are facts of the engine (docs/engine.md "Memories and hex files" is the
 normative text); this module is their one writer so that the image exporter, the RTL benches and the
@@ -17,6 +17,11 @@ Files written by :func:`write_hex` (one hex word per line, lowest address first)
   at word c·stride + n, stride = the next power of two ≥ max_tokens; padding rows are zero.
 - ``config.hex``   four 32-bit words: n_tokens, n_block_rows, n_block_cols, n_tiles.
 
+The same memories as ``$fread`` files (``fmt="bin"``: ``weights.bin`` …, what the RTL benches load,
+since parsing hex text was a large part of a served job): the same words in the same order, each as its
+⌈width/8⌉ bytes, most significant byte first, no separators; the bits above the width in the first byte
+are zero. Both Icarus and Verilator fill a memory word from that many bytes in that order.
+
 The engine emits, per block row r and token n in that order, one word of BR int8 lanes
 (lane i = y[r·BR + i, n]); the simulation top stores word r·N + n of ``out.hex``.
 """
@@ -33,7 +38,7 @@ from .layer import BlockSparseLayer, pack_tile_words, tile_bytes
 from .spec import MAX_SHIFT, Spec
 
 __all__ = [
-    "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES",
+    "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES", "MEMORY_FORMATS",
     "activation_lanes", "activation_stride", "activation_words", "default_depths", "index_entries", "layer_words", "pack_lanes",
     "write_hex", "write_inputs",
     "write_activations", "write_config", "read_hex", "read_outputs", "unpack_outputs",
@@ -44,6 +49,8 @@ INDEX_COL_BITS = 16
 INDEX_ENTRY_BITS = INDEX_COL_BITS + 2
 SHIFT_BITS = MAX_SHIFT.bit_length()     # the shift memory's lane width (6 bits for S ≤ 62)
 HEX_FILES = ("weights", "index", "bias", "multiplier", "shift", "config", "act")
+#: The formats of the memory files: ``$readmemh`` text, or the bytes ``$fread`` loads (module docstring).
+MEMORY_FORMATS = ("hex", "bin")
 
 
 def activation_stride(max_tokens: int) -> int:
@@ -91,17 +98,39 @@ def pack_lanes(values: np.ndarray, lane_bits: int) -> list[int]:
     return words
 
 
-def _write_words(path: Path, words: Iterable[int], bits: int) -> Path:
+def _write_words(path: Path, words: Iterable[int], bits: int, fmt: str = "hex") -> Path:
+    """Words of ``bits`` bits as ``$readmemh`` text (``fmt`` "hex") or as ``$fread`` bytes ("bin")."""
+    if fmt == "bin":
+        size = -(-bits // 8)
+        return _write_file(path, b"".join(int(w).to_bytes(size, "big") for w in words))
     digits = -(-bits // 4)
     text = "".join(f"{int(w):0{digits}x}\n" for w in words)
-    return _write_text(path, text or f"{0:0{digits}x}\n")   # $readmemh needs at least one word
+    return _write_file(path, text or f"{0:0{digits}x}\n")   # $readmemh needs at least one word
 
 
-def _write_text(path: Path, text: str) -> Path:
+def _write_lanes(path: Path, lanes: np.ndarray, fmt: str = "hex") -> Path:
+    """Byte lanes (words, bytes), lane 0 lowest, as ``$readmemh`` text or ``$fread`` bytes (each word's
+    most significant byte first)."""
+    if fmt == "bin":
+        return _write_file(path, np.ascontiguousarray(lanes[:, ::-1]).tobytes())
+    return _write_file(path, _hex_lines(lanes))
+
+
+def _write_file(path: Path, data: str | bytes) -> Path:
+    """Write through a temporary name, so that a reader never sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
     tmp.replace(path)
     return path
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in MEMORY_FORMATS:
+        raise UsageError(f"memory file format must be one of {', '.join(MEMORY_FORMATS)}, got {fmt!r}")
+    return fmt
 
 
 def activation_lanes(x_q: np.ndarray, spec: Spec, *, in_features: int | None = None,
@@ -149,12 +178,18 @@ def _hex_lines(lanes: np.ndarray) -> str:
 def write_activations(x_q: np.ndarray, spec: Spec, path: str | Path, *, in_features: int | None = None) -> Path:
     """Write int8 activations (in, N) as the activation memory (module docstring layout)."""
     lanes = activation_lanes(x_q, spec, in_features=in_features, where=str(path))
-    return _write_text(Path(path), _hex_lines(lanes))
+    return _write_lanes(Path(path), lanes, _format_of(path))
 
 
 def write_config(path: str | Path, *, n_tokens: int, n_block_rows: int, n_block_cols: int, n_tiles: int) -> Path:
     """Write the four-word layer configuration the simulation top feeds the engine."""
-    return _write_words(Path(path), [n_tokens, n_block_rows, n_block_cols, n_tiles], CONFIG_WORD_BITS)
+    return _write_words(Path(path), [n_tokens, n_block_rows, n_block_cols, n_tiles], CONFIG_WORD_BITS,
+                        _format_of(path))
+
+
+def _format_of(path: str | Path) -> str:
+    """A single memory file's format, from its name: ``.bin`` is ``$fread`` bytes, anything else hex text."""
+    return "bin" if Path(path).suffix == ".bin" else "hex"
 
 
 def _check_layer(layer: BlockSparseLayer, spec: Spec) -> None:
@@ -188,14 +223,17 @@ def layer_words(layer: BlockSparseLayer, spec: Spec) -> dict[str, list[int]]:
 
 
 def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.ndarray | None = None,
-              *, n_tokens: int | None = None) -> dict[str, Path]:
-    """Write the ``$readmemh`` files of one layer (and its activations, if given) into ``out_dir``.
+              *, n_tokens: int | None = None, fmt: str = "hex") -> dict[str, Path]:
+    """Write the memory files of one layer (and its activations, if given) into ``out_dir``:
+    ``$readmemh`` text ``NAME.hex`` (``fmt`` "hex", the default) or ``$fread`` bytes ``NAME.bin``
+    ("bin", see the module docstring).
 
     Returns {name: path} for weights, index, bias, multiplier, shift, config (and act with ``x_q``).
-    ``config.hex`` carries N = x_q.shape[1], else ``n_tokens``, else 0 (the engine then refuses to
+    The config carries N = x_q.shape[1], else ``n_tokens``, else 0 (the engine then refuses to
     start with status ``bad_tokens`` until a config with N is written by :func:`write_config`).
     Raises UsageError if the layer was built for another block shape.
     """
+    _check_format(fmt)
     _check_layer(layer, spec)
     words = _parameter_words(layer, spec)
     out = Path(out_dir)
@@ -203,22 +241,25 @@ def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.
     br, nb = spec.block.rows, spec.numerics
     widths = {"index": INDEX_ENTRY_BITS, "bias": br * nb.acc_bits, "multiplier": br * nb.multiplier_bits,
               "shift": br * SHIFT_BITS}
-    paths = {"weights": _write_text(out / "weights.hex",
-                                    _hex_lines(tile_bytes(layer.tiles, spec.memory.weight_bus_bits)))}
-    paths.update({name: _write_words(out / f"{name}.hex", words[name], bits) for name, bits in widths.items()})
+    paths = {"weights": _write_lanes(out / f"weights.{fmt}", tile_bytes(layer.tiles, spec.memory.weight_bus_bits),
+                                     fmt)}
+    paths.update({name: _write_words(out / f"{name}.{fmt}", words[name], bits, fmt) for name, bits in widths.items()})
     if x_q is not None:
-        return {**paths, **write_inputs(layer, spec, out, x_q)}
-    paths["config"] = write_config(out / "config.hex", n_tokens=n_tokens or 0, n_block_rows=layer.n_block_rows,
+        return {**paths, **write_inputs(layer, spec, out, x_q, fmt=fmt)}
+    paths["config"] = write_config(out / f"config.{fmt}", n_tokens=n_tokens or 0, n_block_rows=layer.n_block_rows,
                                    n_block_cols=layer.n_block_cols, n_tiles=layer.nnz_blocks)
     return paths
 
 
-def write_inputs(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.ndarray) -> dict[str, Path]:
-    """Write only what changes between passes of one layer: ``act.hex`` and ``config.hex`` (N =
-    x_q.shape[1]); the weights, index and parameters written by :func:`write_hex` stay."""
+def write_inputs(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.ndarray,
+                 *, fmt: str = "hex") -> dict[str, Path]:
+    """Write only what changes between passes of one layer: the activations and the config (N =
+    x_q.shape[1]), as ``act.FMT`` and ``config.FMT``; the weights, index and parameters written by
+    :func:`write_hex` stay."""
+    _check_format(fmt)
     out = Path(out_dir)
-    return {"act": write_activations(x_q, spec, out / "act.hex", in_features=layer.in_features),
-            "config": write_config(out / "config.hex", n_tokens=np.asarray(x_q).shape[1],
+    return {"act": write_activations(x_q, spec, out / f"act.{fmt}", in_features=layer.in_features),
+            "config": write_config(out / f"config.{fmt}", n_tokens=np.asarray(x_q).shape[1],
                                    n_block_rows=layer.n_block_rows, n_block_cols=layer.n_block_cols,
                                    n_tiles=layer.nnz_blocks)}
 
