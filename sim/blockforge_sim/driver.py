@@ -27,6 +27,9 @@ class EngineDriver:
         self.dut.start.value = 0
         self.dut.reload.value = 0
         self.dut.reload_inputs.value = 0
+        quiet = getattr(self.dut, "quiet", None)    # bf_sim_clocked's hint to the Verilator main (monitor.py)
+        if quiet is not None:
+            quiet.value = 0
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, cycles)
         await FallingEdge(self.dut.clk)

@@ -156,16 +156,19 @@ class _Env:
 
 def build(sources: Sequence[Path], toplevel: str, build_dir: Path, simulator: str = "icarus", *,
           waves: bool = False, parameters: Mapping[str, object] | None = None, reuse: bool = False,
-          verilator_args: Sequence[str] = ()):
+          verilator_args: Sequence[str] = (), verilator_main: Path | None = None):
     """Compile Verilog sources into ``build_dir``; returns the cocotb runner to pass to :func:`run`.
 
     ``reuse=True`` skips compilation (the caller knows ``build_dir`` holds a build of the same sources).
-    ``verilator_args`` are added to Verilator's command line (ignored by Icarus).
+    ``verilator_args`` are added to Verilator's command line and ``verilator_main`` (a C++ file) replaces
+    cocotb's Verilator main loop (both ignored by Icarus).
     """
     from cocotb_tools.runner import get_runner
 
     sim = find_simulator(simulator)
     runner = get_runner(sim.name)
+    if sim.name == "verilator" and verilator_main is not None:
+        _replace_main(runner, Path(verilator_main))
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
@@ -184,6 +187,21 @@ def build(sources: Sequence[Path], toplevel: str, build_dir: Path, simulator: st
             raise SimError(f"{sim.name}: build of {toplevel} failed ({exc}); see {log}: {' | '.join(tail)}") from None
     runner._blockforge_sim = sim  # remember the environment for run()
     return runner
+
+
+def _replace_main(runner, main: Path) -> None:
+    """Make the runner compile ``main`` where its build command names cocotb's ``verilator.cpp``."""
+    commands = runner._build_command
+
+    def build_command():
+        cmds = commands()
+        cocotb_main = [arg for arg in cmds[0] if Path(str(arg)).name == "verilator.cpp"]
+        if len(cocotb_main) != 1:
+            raise SimError(f"verilator: cannot find cocotb's verilator.cpp in the build command {cmds[0]}")
+        cmds[0] = [str(main) if arg is cocotb_main[0] else arg for arg in cmds[0]]
+        return cmds
+
+    runner._build_command = build_command
 
 
 def run(runner, test_module: str, toplevel: str, build_dir: Path, *, test_dir: Path | None = None,

@@ -33,16 +33,21 @@ from blockforge.image import read_image, write_image
 from blockforge.layer import BlockSparseLayer
 from blockforge.progress import elapsed
 from blockforge.spec import Spec
-from blockforge_hw.verilog import CLOCKED_TOP_MODULE, SIM_TOP_MODULE, write_verilog
+from blockforge_hw.verilog import CLOCK_PERIOD_NS, CLOCKED_TOP_MODULE, SIM_TOP_MODULE, write_verilog
 
 from . import runner
 from .jobs import MEMORY_FORMAT, JobResult, LayerJob, Session, load_results
 
 TEST_MODULE = "blockforge_sim.tb_engine"
-# Verilator flags for bf_sim_clocked: --timing for its `always #5` clock; --no-public-flat-rw undoes the
-# flag cocotb always passes, which makes every signal VPI-visible and keeps Verilator from optimizing the
-# engine (only the clocked top's ports are public, by metacomment). Measured: docs/simulation.md.
-VERILATOR_FREE_CLOCK_ARGS = ("--timing", "--no-public-flat-rw")
+# bf_sim_clocked on Verilator: its clock is an input toggled by blockforge's main (replacing cocotb's:
+# cocotb's loop, plus a stretch without VPI calls while the bench's `quiet` input says it only waits on a
+# timer; see the file and monitor.py), so no --timing scheduler runs on every edge. --no-public-flat-rw
+# undoes the flag cocotb always passes, which makes every signal VPI-visible and keeps Verilator from
+# optimizing the engine (only the clocked top's ports are public, by metacomment). Measured:
+# docs/simulation.md.
+VERILATOR_MAIN = Path(__file__).with_name("verilator_main.cpp")
+VERILATOR_FREE_CLOCK_ARGS = ("--no-public-flat-rw", "+define+BF_CLOCK_FROM_MAIN",
+                             "-CFLAGS", f"-DBF_CLOCK_HALF_PERIOD_NS={CLOCK_PERIOD_NS // 2}")
 
 
 @dataclass
@@ -102,15 +107,18 @@ class RtlSimulator:
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
         tool = runner.find_simulator(self.simulator)
         args = VERILATOR_FREE_CLOCK_ARGS if self.free_clock else ()
-        # how it is compiled is part of the build too (flags, make overrides such as the C++ -O level)
+        main = VERILATOR_MAIN if self.free_clock else None
+        # how it is compiled is part of the build too (flags, make overrides such as the C++ -O level, the main)
         digest += (f"-waves={self.waves}-args={tool.build_args + args}-make={tool.env.get('MAKEFLAGS', '')}"
                    f"-cpu={runner.cpu_model()}")
+        if main is not None and tool.name == "verilator":
+            digest += "-main=" + hashlib.sha256(main.read_bytes()).hexdigest()
         build_dir = self.work_dir / "build"
         stamp = build_dir / "blockforge.stamp"
         reuse = stamp.exists() and stamp.read_text() == digest
         with elapsed(f"{self.simulator} build of the {self.spec.name} engine", enabled=self.progress and not reuse):
             built = runner.build(sources, self.toplevel, build_dir, self.simulator, waves=self.waves, reuse=reuse,
-                                 verilator_args=args)
+                                 verilator_args=args, verilator_main=main)
         stamp.write_text(digest)
         self._runner = built
         self.build_seconds = time.perf_counter() - t0
