@@ -43,7 +43,7 @@ class EngineDriver:
         signal.value = 0
 
     async def reload(self) -> None:
-        """Re-read every memory from the hex files (the sim top's ``reload`` pulse)."""
+        """Re-read every memory from its file (the sim top's ``reload`` pulse)."""
         await self._pulse(self.dut.reload)
 
     async def reload_inputs(self) -> None:

@@ -5,7 +5,7 @@ jobs through the cocotb bench (:mod:`.tb_engine`) and read back results and outp
     run = rtl.run_layers(image_path, [("bert.encoder.layer.0.attention.self.query", x_q)])
     run.results[0].mismatches  # 0
 
-Build products, hex files and waves live under ``work_dir`` (default ``build/rtl``), never in the
+Build products, memory files and waves live under ``work_dir`` (default ``build/rtl``), never in the
 source tree. A build is reused while the generated Verilog is unchanged.
 """
 

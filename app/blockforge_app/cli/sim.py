@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "core; 1 with --waves)")
     parser.add_argument("--waves", action="store_true", help="write waves (FST) and print their path")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
-                        help=f"build products, hex files and waves (default {DEFAULT_WORK_DIR})")
+                        help=f"build products, memory files and waves (default {DEFAULT_WORK_DIR})")
     parser.add_argument("--json", action="store_true", help="one JSON object per layer, then a totals object")
     parser.set_defaults(handler=_sim)
 
