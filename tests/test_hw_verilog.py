@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from blockforge.errors import UsageError
 from blockforge.estimate import layer_cycles
 from blockforge.hexfiles import read_outputs, write_config, write_hex
 from blockforge.reference import linear
@@ -74,6 +75,14 @@ def test_icarus_loads_the_byte_files_as_the_hex_files(small_sim):
     expected, _ = linear(layer, x, spec.numerics)
     assert np.array_equal(runs["bin"][0], expected), "seed 620"
     assert runs["bin"][1] == runs["hex"][1] == layer_cycles(spec, layer.nnz_per_row(), 7), "seed 620"
+
+
+def test_icarus_stops_on_a_missing_byte_file(small_sim, tmp_path):
+    spec, root, vvp = small_sim
+    layer = random_layer(spec, np.random.default_rng(630), 4, 8)
+    write_hex(layer, spec, tmp_path, random_activations(np.random.default_rng(630), 8, 2))   # hex files only
+    with pytest.raises(UsageError, match="cannot open .*weights.bin"):
+        run_icarus(vvp, tmp_path, tmp_path / "out.hex", fmt="bin")
 
 
 def test_icarus_reports_bad_config(small_sim):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from blockforge.errors import UsageError
 
+from .verilog import memory_plusargs
+
 __all__ = ["IcarusResult", "compile_icarus", "run_icarus"]
 
 _RESULT = re.compile(r"BF_RESULT status=(\d+) cycles=(\d+) outputs=(\d+) timeout=(\d)")
@@ -52,12 +54,14 @@ def run_icarus(vvp_file: str | Path, hex_dir: str | Path, out_hex: str | Path, *
     """Run one layer: memories from ``hex_dir`` (files of blockforge.hexfiles.write_hex in format ``fmt``),
     outputs to ``out_hex``."""
     run = subprocess.run(
-        [_tool("vvp"), "-n", str(vvp_file), f"+hexdir={hex_dir}", *(["+membin"] if fmt == "bin" else []),
+        [_tool("vvp"), "-n", str(vvp_file), f"+hexdir={hex_dir}", *memory_plusargs(fmt),
          f"+out={out_hex}",
          f"+stall_weights={stall_weights}", f"+stall_out={stall_out}", f"+seed={seed}",
          f"+timeout={timeout_cycles}"], capture_output=True, text=True)
     match = _RESULT.search(run.stdout)
     if run.returncode != 0 or not match:
-        raise UsageError(f"vvp failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
+        lines = (run.stderr + run.stdout).strip().splitlines()
+        fatal = [line for line in lines if line.startswith(("FATAL", "ERROR"))]
+        raise UsageError(f"vvp failed: {(fatal or lines or ['no output'])[-1].strip()}")
     status, cycles, outputs, timed_out = (int(v) for v in match.groups())
     return IcarusResult(status, cycles, outputs, bool(timed_out), run.stdout + run.stderr)

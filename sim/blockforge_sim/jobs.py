@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 #: The memory files the bench writes for the simulation top (blockforge.hexfiles formats): "bin", the bytes
-#: ``$fread`` loads (the host then runs the simulator with ``+membin``), not ``$readmemh`` text, whose
-#: writing and parsing were the largest host-side cost of a one-layer job.
+#: ``$fread`` loads (the host passes blockforge_hw.verilog.memory_plusargs; why: docs/simulation.md).
 MEMORY_FORMAT = "bin"
 
 

@@ -38,9 +38,11 @@ class CompletionMonitor:
             # is armed, so it may run the clock edges up to it without calling into the VPI.
             if self.quiet is not None:
                 self.quiet.value = 1
-            await Timer(quiet * self.clock_ns, unit="ns")
-            if self.quiet is not None:
-                self.quiet.value = 0
+            try:
+                await Timer(quiet * self.clock_ns, unit="ns")
+            finally:                             # never left high while another trigger is armed
+                if self.quiet is not None:
+                    self.quiet.value = 0
         timed_out = False
         if not int(dut.done.value):
             # A Timer, not ClockCycles: ClockCycles wakes Python on every edge and slows the run ~30x.

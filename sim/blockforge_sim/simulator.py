@@ -33,7 +33,7 @@ from blockforge.image import read_image, write_image
 from blockforge.layer import BlockSparseLayer
 from blockforge.progress import elapsed
 from blockforge.spec import Spec
-from blockforge_hw.verilog import CLOCK_PERIOD_NS, CLOCKED_TOP_MODULE, SIM_TOP_MODULE, write_verilog
+from blockforge_hw.verilog import CLOCK_PERIOD_NS, CLOCKED_TOP_MODULE, SIM_TOP_MODULE, memory_plusargs, write_verilog
 
 from . import runner
 from .jobs import MEMORY_FORMAT, JobResult, LayerJob, Session, load_results
@@ -173,7 +173,7 @@ class RtlSimulator:
     def _simulate(self, built, session: Session, run_dir: Path) -> None:
         hexdir = Path(session.hexdir)
         session_path = session.save(run_dir / "session.json")
-        plusargs = [f"+hexdir={hexdir}", *(["+membin"] if MEMORY_FORMAT == "bin" else []), f"+out={hexdir / 'out.hex'}", f"+seed={session.seed}",
+        plusargs = [f"+hexdir={hexdir}", *memory_plusargs(MEMORY_FORMAT), f"+out={hexdir / 'out.hex'}", f"+seed={session.seed}",
                     f"+stall_weights={session.stall_weights}", f"+stall_out={session.stall_out}"]
         runner.run(built, TEST_MODULE, self.toplevel, self.work_dir / "build", test_dir=run_dir,
                    plusargs=plusargs, extra_env={"BF_SESSION": str(session_path)}, waves=self.waves,

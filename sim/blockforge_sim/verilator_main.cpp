@@ -11,7 +11,8 @@
 //   callback registered those calls would have done nothing. The timer itself, and every step after
 //   it, go through the full loop again.
 //
-// Command line as cocotb's Verilator main: --trace, --trace-file FILE, --trace-flush, plusargs.
+// Command line as cocotb's Verilator main: --trace, --trace-file FILE, --trace-flush, plusargs. Not carried
+// over from it: coverage output (VM_COVERAGE) and SAIF traces; the benches use neither.
 
 #include <algorithm>
 #include <cmath>
@@ -149,8 +150,10 @@ int main(int argc, char** argv) {
         }
         step(top.get());
         vluint64_t next_timer = VerilatedVpi::cbNextDeadline();
-        // The fast stretch: the bench waits on its timer and has no other callback armed.
-        while (top->quiet && next_edge < next_timer && !Verilated::gotFinish()) {
+        // The fast stretch: the bench waits on its timer and has no other callback armed. Never without
+        // a timer to stop at, and never past an event the design schedules itself.
+        while (top->quiet && next_timer != NEVER && next_edge < next_timer &&
+               next_edge < next_design_event(top.get()) && !Verilated::gotFinish()) {
             sim_time = next_edge;
             next_edge += half;
             top->clk = !top->clk;

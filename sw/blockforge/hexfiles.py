@@ -17,10 +17,8 @@ Files written by :func:`write_hex` (one hex word per line, lowest address first)
   at word c·stride + n, stride = the next power of two ≥ max_tokens; padding rows are zero.
 - ``config.hex``   four 32-bit words: n_tokens, n_block_rows, n_block_cols, n_tiles.
 
-The same memories as ``$fread`` files (``fmt="bin"``: ``weights.bin`` …, what the RTL benches load,
-since parsing hex text was a large part of a served job): the same words in the same order, each as its
-⌈width/8⌉ bytes, most significant byte first, no separators; the bits above the width in the first byte
-are zero. Both Icarus and Verilator fill a memory word from that many bytes in that order.
+The same memories as ``$fread`` files (``fmt="bin"``: ``weights.bin`` …, what the RTL benches load): the
+same words, each as its ⌈width/8⌉ bytes, most significant byte first (docs/engine.md, normative).
 
 The engine emits, per block row r and token n in that order, one word of BR int8 lanes
 (lane i = y[r·BR + i, n]); the simulation top stores word r·N + n of ``out.hex``.
@@ -40,7 +38,7 @@ from .spec import MAX_SHIFT, Spec
 __all__ = [
     "CONFIG_WORD_BITS", "INDEX_COL_BITS", "INDEX_ENTRY_BITS", "SHIFT_BITS", "HEX_FILES", "MEMORY_FORMATS",
     "activation_lanes", "activation_stride", "activation_words", "default_depths", "index_entries", "layer_words", "pack_lanes",
-    "write_hex", "write_inputs",
+    "write_hex", "write_inputs", "check_memory_format",
     "write_activations", "write_config", "read_hex", "read_outputs", "unpack_outputs",
 ]
 
@@ -127,7 +125,8 @@ def _write_file(path: Path, data: str | bytes) -> Path:
     return path
 
 
-def _check_format(fmt: str) -> str:
+def check_memory_format(fmt: str) -> str:
+    """``fmt`` if it is one of :data:`MEMORY_FORMATS`, else UsageError."""
     if fmt not in MEMORY_FORMATS:
         raise UsageError(f"memory file format must be one of {', '.join(MEMORY_FORMATS)}, got {fmt!r}")
     return fmt
@@ -233,7 +232,7 @@ def write_hex(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: np.
     start with status ``bad_tokens`` until a config with N is written by :func:`write_config`).
     Raises UsageError if the layer was built for another block shape.
     """
-    _check_format(fmt)
+    check_memory_format(fmt)
     _check_layer(layer, spec)
     words = _parameter_words(layer, spec)
     out = Path(out_dir)
@@ -256,7 +255,7 @@ def write_inputs(layer: BlockSparseLayer, spec: Spec, out_dir: str | Path, x_q: 
     """Write only what changes between passes of one layer: the activations and the config (N =
     x_q.shape[1]), as ``act.FMT`` and ``config.FMT``; the weights, index and parameters written by
     :func:`write_hex` stay."""
-    _check_format(fmt)
+    check_memory_format(fmt)
     out = Path(out_dir)
     return {"act": write_activations(x_q, spec, out / f"act.{fmt}", in_features=layer.in_features),
             "config": write_config(out / f"config.{fmt}", n_tokens=np.asarray(x_q).shape[1],
