@@ -50,13 +50,9 @@ double sc_time_stamp() { return static_cast<double>(sim_time); }  // $time, and 
 extern "C" void vlog_startup_routines_bootstrap(void);
 
 // Value-change callbacks may write signals that fire more callbacks: repeat until none fires.
-static bool settle() {
-    bool any = VerilatedVpi::callValueCbs();
-    if (any) {
-        while (VerilatedVpi::callValueCbs()) {
-        }
+static void settle() {
+    while (VerilatedVpi::callValueCbs()) {
     }
-    return any;
 }
 
 static void dump() {
