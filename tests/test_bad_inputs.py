@@ -106,7 +106,7 @@ def test_a_relative_spec_path_reaches_the_simulator_as_data(tmp_path, monkeypatc
 # Models, output paths, signals.
 
 def test_bare_model_names_are_not_sent_to_the_hub(tmp_path):
-    from blockforge.models import load_model, resolve_model
+    from blockforge.models import resolve_model
 
     with pytest.raises(UsageError, match=r"^bert-base-uncasd: no such model folder \(for a model on the Hugging "
                                          r"Face Hub write hub:bert-base-uncasd\)$"):

@@ -4,7 +4,6 @@ at the achieved clock in `estimate` and `report` (`--fpga-report`, or build/fpga
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from blockforge.layer import BlockSparseLayer
 from blockforge.spec import load_spec
 from blockforge_app.cli import main
 
-from test_fpga import DATA, GOOD_NEXTPNR, GOOD_YOSYS, TINY, fake_tools
+from test_fpga import GOOD_NEXTPNR, GOOD_YOSYS, TINY, fake_tools
 
 
 def test_hw_build_bad_target_is_one_line(capsys):

@@ -4,7 +4,6 @@ gradual ramp, distillation and device selection. Every test asserts on exact blo
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
@@ -17,24 +16,8 @@ from blockforge.prune.pipeline import PruneConfig, prune_model, resolve_device
 from blockforge.prune.schedule import PAPER_LAMBDA, Schedule, cubic_sparsity, global_ratios, load_lambdas
 from blockforge.spec import load_spec
 
-WORDS = {1: "good great lovely fun happy superb brilliant warm".split(),
-         0: "bad awful dull sad boring poor terrible cold".split()}
 TINY = Schedule(dense_epochs=1, bsp_epochs=2, retrain_epochs=1, learning_rate=1e-3, bsp_learning_rate=1e-3,
                 retrain_learning_rate=1e-3, reweight_period=2)
-
-
-@pytest.fixture(scope="module")
-def sst2_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("glue") / "SST-2"
-    root.mkdir()
-    rng = random.Random(0)
-    for name, n in (("train.tsv", 96), ("dev.tsv", 32)):
-        lines = ["sentence\tlabel"]
-        for i in range(n):
-            label = i % 2
-            lines.append(" ".join(rng.choice(WORDS[label]) for _ in range(rng.randint(3, 8))) + f"\t{label}")
-        (root / name).write_text("\n".join(lines) + "\n")
-    return root
 
 
 @pytest.fixture(scope="module")

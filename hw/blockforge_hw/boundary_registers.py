@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from blockforge.spec import Spec
 
