@@ -341,6 +341,8 @@ def test_both_benches_agree_and_waves_record_the_engine(tmp_path, free_clock):
     assert result.ok and result.cycles == result.estimated_cycles
     np.testing.assert_array_equal(run.outputs[result.job_id], expected)
     assert run.waves is not None and run.waves.stat().st_size > 1000
+    # with waves the engine keeps the wires nothing reads (Amaranth's struct field names), for the viewer
+    assert "\\jobs__payload.tile[7][4] " in (rtl.work_dir / "rtl" / "bf_engine.v").read_text()
 
 
 def test_sim_cli_runs_user_activations(tmp_path, capsys):

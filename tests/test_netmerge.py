@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from blockforge_hw.netmerge import group_arithmetic, merge_clocked_blocks, merge_partial_assigns
+from blockforge_hw.netmerge import drop_unread_wires, group_arithmetic, merge_clocked_blocks, merge_partial_assigns
 
 SNIPPET = """module m(a, b, y, z);
   input [3:0] a;
@@ -166,6 +166,49 @@ def test_grouped_arithmetic_computes_the_same_from_time_zero(tmp_path):
     assert before == after and before.count("\n") == 301 and before.splitlines()[0].strip() == "4"
 
 
+UNREAD = """module u(clk, a, y, q);
+  input clk;
+  input [7:0] a;
+  output [7:0] y;
+  wire [7:0] y;
+  output [3:0] q;
+  reg [3:0] q;
+  wire [3:0] \\a.low ;
+  wire [3:0] \\a.high ;
+  wire [4:0] \\$3 ;
+  wire [4:0] \\$4 ;
+  wire [3:0] used;
+  assign \\a.low  = a[3:0];
+  assign \\a.high  = a[7:4];
+  assign \\$3  = a[3:0] + 1'h1;
+  assign \\$4  = \\$3  + 1'h1;
+  assign used = a[7:4];
+  assign y = { used, \\a.low  };
+  always @(posedge clk)
+    q <= used;
+endmodule
+"""
+
+
+def test_unread_wires_go_with_what_fed_only_them():
+    out = drop_unread_wires(UNREAD)
+    for gone in ("\\a.high ", "\\$3 ", "\\$4 "):        # \$3 fed only \$4, which nothing reads
+        assert gone not in out
+    for kept in ("assign \\a.low  = a[3:0];", "assign used = a[7:4];", "assign y = { used, \\a.low  };",
+                 "output [7:0] y;", "q <= used;"):
+        assert kept in out
+    assert drop_unread_wires(out) == out                 # idempotent
+
+
+def test_dropping_unread_wires_computes_the_same(tmp_path):
+    bench = """module tb; reg clk = 0; reg [7:0] a; wire [7:0] y; wire [3:0] q; u dut(clk, a, y, q);
+      integer i; initial begin for (i = 0; i < 256; i = i + 1) begin a = i; #1 clk = 1; #1 clk = 0;
+      $display("%b %b", y, q); end end
+    endmodule"""
+    before, after = _icarus_outputs(tmp_path, bench, UNREAD, drop_unread_wires(UNREAD))
+    assert before == after and before.count("\n") == 256
+
+
 EQUIVALENCE = """
 read_verilog {raw}
 hierarchy -top bf_engine
@@ -204,3 +247,14 @@ def test_engine_verilog_after_the_simulation_passes_is_equivalent_to_amaranths(t
     status = re.search(r"Of those cells (\d+) are proven and (\d+) are unproven", run.stdout)
     assert status and int(status[1]) > 10_000 and int(status[2]) == 0, run.stdout[-2000:]
     assert "Equivalence successfully proven!" in run.stdout
+
+
+def test_the_simulators_leave_unread_wires_out_unless_waves_need_their_names():
+    from blockforge.spec import load_spec
+    from blockforge_hw.verilog import engine_verilog
+
+    spec = load_spec("tile8")
+    fast, named = engine_verilog(spec), engine_verilog(spec, keep_unread=True)
+    field = "\\jobs__payload.tile[7][4] "                 # Amaranth's name of a struct field, read by nothing
+    assert field not in fast and f"assign {field}" in named
+    assert fast.count("assign ") < named.count("assign ") - 500

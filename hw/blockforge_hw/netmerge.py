@@ -39,13 +39,21 @@ continuous assignments. (2) An ``always @*`` block runs only when something it r
 Icarus does not count a declaration initializer (``reg x = 0``) as a change: the block also reads
 ``wire bf_arith_start = 1'h1``, a constant net whose value arrives as an event at time 0, so every value
 is computed before the first clock even when its operands never change.
+
+:func:`drop_unread_wires` removes each continuous assignment, with its wire, whose wire nothing in the
+module reads and that is not a port: Amaranth names every field of a struct-typed signal (``assign
+\\jobs__payload.tile[7][4] = jobs__payload[487:480];``) and yosys keeps those named wires, so Icarus
+evaluated about a thousand assignments on the tile8 engine whose values went nowhere. Repeated until
+nothing more goes (an intermediate that fed only removed wires goes too). Outputs are unchanged by
+construction; a wave of such a Verilog lacks the removed names (the simulators keep them when waves
+are on, :func:`blockforge_hw.verilog.engine_verilog`).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["group_arithmetic", "merge_clocked_blocks", "merge_partial_assigns"]
+__all__ = ["drop_unread_wires", "group_arithmetic", "merge_clocked_blocks", "merge_partial_assigns"]
 
 _IDENT = r"(?:\\\S+ |[A-Za-z_][A-Za-z0-9_$]*)"
 _PIECE = re.compile(rf"^(?P<indent>\s*)assign\s+(?P<net>{_IDENT})\s*\[(?P<hi>\d+)(?::(?P<lo>\d+))?\]\s*=\s*(?P<expr>.+);\s*$")
@@ -307,3 +315,38 @@ def group_arithmetic(verilog: str) -> str:
     singly driven wires moved into one ``always @*`` block in dependency order, leaving out any whose
     inputs a grouped value reaches through logic outside the block (see module docstring)."""
     return _per_module(verilog, _group_module)
+
+
+# ------------------------------------------------------------------------------- unread wires
+
+def _drop_unread_module(lines: list[str]) -> list[str]:
+    while True:
+        mentions: dict[str, int] = {}
+        ports: set[str] = set()
+        wires: dict[str, int] = {}
+        for i, line in enumerate(lines):
+            for name in re.findall(_IDENT, _LITERAL.sub(" ", line) + " "):
+                mentions[name.strip()] = mentions.get(name.strip(), 0) + 1
+            decl, wire = _DECL.match(line), _WIRE.match(line)
+            if decl and decl["kind"] in ("input", "output", "inout"):
+                ports.add(decl["net"].strip())
+            if wire:
+                wires[wire["net"].strip()] = i
+        drop = set()
+        for i, line in enumerate(lines):
+            assign = _WHOLE_ASSIGN.match(line)
+            if not assign:
+                continue
+            net = assign["net"].strip()
+            # mentioned twice: its declaration and this assignment's left-hand side, nowhere else
+            if net in wires and net not in ports and mentions.get(net) == 2:
+                drop |= {i, wires[net]}
+        if not drop:
+            return lines
+        lines = [line for i, line in enumerate(lines) if i not in drop]
+
+
+def drop_unread_wires(verilog: str) -> str:
+    """``verilog`` without the continuous assignments (and their wires) whose wire nothing reads and
+    that are not ports, repeated until nothing more goes (see module docstring)."""
+    return _per_module(verilog, _drop_unread_module)

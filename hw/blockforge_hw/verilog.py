@@ -43,7 +43,7 @@ from blockforge.spec import Spec
 
 from .engine import Engine
 from .layouts import STATUS_BITS, EngineGeometry
-from .netmerge import group_arithmetic, merge_clocked_blocks, merge_partial_assigns
+from .netmerge import drop_unread_wires, group_arithmetic, merge_clocked_blocks, merge_partial_assigns
 from .stall_injector import DEFAULT_SEED
 
 __all__ = ["clocked_top_verilog", "engine_verilog", "memory_plusargs", "sim_top_verilog", "testbench_verilog",
@@ -57,11 +57,14 @@ TESTBENCH_MODULE = "bf_tb"
 CLOCK_PERIOD_NS = 10           # the simulation clock of bf_tb and bf_sim_clocked (the benches' time unit)
 
 
-def engine_verilog(spec: Spec, **depths) -> str:
+def engine_verilog(spec: Spec, *, keep_unread: bool = False, **depths) -> str:
     """The engine as Verilog (module ``bf_engine``), via Amaranth's builtin yosys, with sliced wire
-    assignments merged and the flip-flops grouped into one process per clock (:mod:`.netmerge`), so that
-    Icarus neither resolves wide nets bit by bit nor wakes a process per register."""
-    return group_arithmetic(merge_clocked_blocks(merge_partial_assigns(raw_engine_verilog(spec, **depths))))
+    assignments merged, wires nothing reads left out, the flip-flops grouped into one process per clock
+    and the arithmetic into one block per module (:mod:`.netmerge`), so that Icarus neither resolves wide
+    nets bit by bit, evaluates values that go nowhere, nor wakes a process per register.
+    ``keep_unread`` keeps the unread wires (Amaranth's names of struct fields), for waves."""
+    merged = merge_partial_assigns(raw_engine_verilog(spec, **depths))
+    return group_arithmetic(merge_clocked_blocks(merged if keep_unread else drop_unread_wires(merged)))
 
 
 def raw_engine_verilog(spec: Spec, **depths) -> str:
@@ -138,13 +141,14 @@ def clocked_top_verilog() -> str:
     return _CLOCKED_TOP.format(name=CLOCKED_TOP_MODULE, top=SIM_TOP_MODULE, half=CLOCK_PERIOD_NS // 2)
 
 
-def write_verilog(spec: Spec, out_dir: str | Path, **depths) -> dict[str, Path]:
-    """Write engine, simulation top, testbench and manifest for ``spec`` into ``out_dir``."""
+def write_verilog(spec: Spec, out_dir: str | Path, *, keep_unread: bool = False, **depths) -> dict[str, Path]:
+    """Write engine, simulation top, testbench and manifest for ``spec`` into ``out_dir``
+    (``keep_unread``: see :func:`engine_verilog`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     g = EngineGeometry.from_spec(spec, **depths)
     files = {
-        "engine": (out / f"{ENGINE_MODULE}.v", engine_verilog(spec, **depths)),
+        "engine": (out / f"{ENGINE_MODULE}.v", engine_verilog(spec, keep_unread=keep_unread, **depths)),
         "sim_top": (out / f"{SIM_TOP_MODULE}.v", sim_top_verilog(spec, **depths)),
         "clocked_top": (out / f"{CLOCKED_TOP_MODULE}.v", clocked_top_verilog()),
         "testbench": (out / f"{TESTBENCH_MODULE}.v", testbench_verilog()),

@@ -102,7 +102,7 @@ class RtlSimulator:
             return self._runner
         t0 = time.perf_counter()
         rtl_dir = self.work_dir / "rtl"
-        paths = write_verilog(self.spec, rtl_dir)
+        paths = write_verilog(self.spec, rtl_dir, keep_unread=self.waves)   # waves show every named wire
         sources = [paths["engine"], paths["sim_top"]] + ([paths["clocked_top"]] if self.free_clock else [])
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
         tool = runner.find_simulator(self.simulator)
