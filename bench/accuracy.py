@@ -406,7 +406,9 @@ def write_report(rows: list[dict], out_dir: Path, results_md: Path) -> dict:
 
 
 def plot(summary: dict, path: Path) -> bool:
-    """Accuracy vs compression (log x), one line per (spec, method), error bars = std; False if no rows."""
+    """Accuracy vs compression (log x), one line per (spec, method), error bars = std; False if no rows.
+    A cell run at a second budget (more steps at the same compression) gets a line of its own, labelled
+    with its steps."""
     if not summary["rows"]:
         return False
     import matplotlib
@@ -414,17 +416,21 @@ def plot(summary: dict, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(10.0, 4.6), dpi=120)
     d = summary["dense"]
     if d["mean"] is not None:
         ax.axhline(d["mean"], color="black", lw=1, ls="--", label=f"dense ({d['mean']:.3f})")
     lines: dict[str, list[dict]] = {}
-    for e in summary["rows"]:
-        lines.setdefault(f"{e['method']} ({e['spec']})", []).append(e)
-    for label, entries in sorted(lines.items()):
+    for e in sorted(summary["rows"], key=lambda e: e["steps"]):
+        label = f"{e['method']} ({e['spec']})"
+        if any(o["compression"] == e["compression"] for o in lines.get(label, ())):
+            label = f"{e['method']} ({e['spec']}, {e['steps']} steps)"
+        lines.setdefault(label, []).append(e)
+    for k, (label, entries) in enumerate(sorted(lines.items())):
         entries.sort(key=lambda e: e["compression"])
         ax.errorbar([e["compression"] for e in entries], [e["mean"] for e in entries],
-                    yerr=[e["std"] or 0.0 for e in entries], marker="o", capsize=3, label=label)
+                    yerr=[e["std"] or 0.0 for e in entries], marker="osD^v"[k // 20 % 5], capsize=3, label=label,
+                    color=plt.cm.tab20.colors[k % 20])
     ax.set_xscale("log")
     ticks = sorted({e["compression"] for e in summary["rows"]})
     ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
@@ -433,7 +439,7 @@ def plot(summary: dict, path: Path) -> bool:
     ax.set_ylabel("dev accuracy")
     ax.set_title("MiniLM-L6, default task: accuracy vs block compression")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
