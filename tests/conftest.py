@@ -10,7 +10,7 @@ import pytest
 
 from blockforge_hw.testing import random_layer
 
-__all__ = ["image_layer", "WORDS"]
+__all__ = ["image_layer"]
 
 # The toy sentiment task of the pruning tests: a sentence of 3-8 words, all of one polarity.
 WORDS = {1: "good great lovely fun happy superb brilliant warm".split(),
@@ -26,7 +26,6 @@ def image_layer(spec, name, out_features, in_features, density, rng, *, empty_ro
                         bias_scale=spec.bias_limit if big_bias else 20_000,
                         multiplier_range=(1 << (bits - 1), 1 << bits), shift_range=(12, 25), name=name,
                         scale_in=0.05, scale_out=0.1, weight_scale=np.full(out_features, 0.01))
-
 
 
 @pytest.fixture(scope="module")
