@@ -21,6 +21,7 @@ block-magnitude prune; ``magnitude`` is the one-shot prune with no retraining (0
 ``--report`` writes ``docs/results/accuracy.json`` (``{"dense": {...}, "rows": [...]}``), the table in
 docs/results.md ("## Pruning accuracy": mean ± sample std over seeds, and each seed) and
 ``docs/results/accuracy.png`` (accuracy vs compression, one line per method, error bars = std).
+Each run records the commit it ran (``code``, ``-dirty`` with local edits to the code folders).
 Prints one JSON line: the rows.
 """
 
@@ -168,8 +169,9 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
     torch.set_num_threads(args.threads)
     from blockforge.prune.pipeline import PruneConfig, prune_model, save_pruned
     from blockforge.prune.schedule import Schedule
+    from provenance import code_revision
 
-    budget = budget_of(args)
+    budget, code = budget_of(args), code_revision()       # the code this worker loaded, not a later commit's
     rows_dir.mkdir(parents=True, exist_ok=True)
     common = dict(task="default", train_size=args.train_size, dev_size=args.dev_size, progress=False,
                   threads=args.threads, distill=budget["distill"],
@@ -200,7 +202,8 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
             if done(task["key"]) or not claim(work, task["key"]):
                 continue
             try:
-                run_task(task, work, rows_dir, budget, common, schedules, PruneConfig, prune_model, save_pruned)
+                run_task(task, work, rows_dir, budget, code, common, schedules, PruneConfig, prune_model,
+                         save_pruned)
             finally:
                 (work / "claims" / task["key"]).unlink(missing_ok=True)
             ran = True
@@ -211,7 +214,8 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
             time.sleep(30)
 
 
-def run_task(task, work, rows_dir, budget, common, schedules, PruneConfig, prune_model, save_pruned) -> None:
+def run_task(task, work, rows_dir, budget, code, common, schedules, PruneConfig, prune_model,
+             save_pruned) -> None:
     from blockforge.spec import load_spec
 
     seed, method = task["seed"], task["method"]
@@ -251,7 +255,7 @@ def run_task(task, work, rows_dir, budget, common, schedules, PruneConfig, prune
             row["layer_ratios"] = rep["ratios"]
     row.update(key=task["key"], distill=budget["distill"], budget=budget,
                seconds=round(time.perf_counter() - t0, 1), when=time.strftime("%Y-%m-%d %H:%M:%S"),
-               code=os.environ.get("BLOCKFORGE_CODE_REV"))
+               code=code)
     tmp = rows_dir / f".{task['key']}.json.tmp"
     tmp.write_text(json.dumps(row, indent=1) + "\n")
     os.replace(tmp, rows_dir / f"{task['key']}.json")

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import code_revision
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 RESULTS_MD = ROOT / "docs" / "results.md"
@@ -49,9 +51,8 @@ def machine() -> dict:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "commit": commit or "unknown"}
+            "python": platform.python_version(), "commit": code_revision()}
 
 
 def run_bench(name: str, args: list[str]) -> dict:
