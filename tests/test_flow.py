@@ -18,6 +18,9 @@ def test_run_config_from_yaml_and_overrides(tmp_path):
     assert (config.spec, config.sparsity, config.preset, config.seed) == ("tile16", 0.6, "full", 0)
     assert config.schedule_values()["dense_epochs"] == 2.0
     assert RunConfig(preset="demo", dense_epochs=0.5).schedule_values()["dense_epochs"] == 0.5
+    # the full preset's phases follow the recommended schedule of its sparsity (longer above 80%)
+    values = RunConfig(preset="full", sparsity=0.9, retrain_epochs=3.0).schedule_values()
+    assert (values["bsp_epochs"], values["retrain_epochs"]) == (4.0, 3.0)
 
 
 @pytest.mark.parametrize("text, message", [

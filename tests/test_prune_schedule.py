@@ -65,3 +65,20 @@ def test_schedule_checks_and_steps():
     with pytest.raises(UsageError, match="reweight-period"):
         Schedule(reweight_period=0)
     assert phase_steps(0, 10) == 0 and phase_steps(0.01, 10) == 1 and phase_steps(1.5, 10) == 15
+
+
+def test_recommended_schedule_lengthens_the_phases_above_5x():
+    """2 + 2 + 2 epochs up to 80% block sparsity, 2 + 4 + 4 above it; what the caller gives wins."""
+    from blockforge.prune import PruneConfig
+    from blockforge.prune.schedule import LONG_SCHEDULE_ABOVE
+
+    assert Schedule.recommended(0.5) == Schedule.recommended(LONG_SCHEDULE_ABOVE) == Schedule()
+    long = Schedule.recommended(0.9)
+    assert (long.dense_epochs, long.bsp_epochs, long.retrain_epochs) == (2.0, 4.0, 4.0)
+    assert long.bsp_learning_rate == Schedule().bsp_learning_rate
+    assert Schedule.recommended(0.9, retrain_epochs=1.0).retrain_epochs == 1.0
+    with pytest.raises(UsageError, match="sparsity"):
+        Schedule.recommended(1.0)
+    # the Python API, the flow and the CLI take their default from the same place
+    assert PruneConfig(sparsity=0.9).schedule == long and PruneConfig(sparsity=0.8).schedule == Schedule()
+    assert PruneConfig(sparsity=0.9, schedule=Schedule()).schedule == Schedule()

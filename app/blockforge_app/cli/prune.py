@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--regularizer", default="prox", choices=REGULARIZERS,
                         help="bsp: prox (default; proximal, calibrated λ) or paper (the authors' loss term)")
     parser.add_argument("--epochs", type=float, nargs=3, metavar=("DENSE", "BSP", "RETRAIN"),
-                        help="epochs of the three training phases (default 2 2 2; fractions allowed)")
+                        help="epochs of the three training phases (default 2 2 2; 2 4 4 above 80%% sparsity; "
+                             "fractions allowed)")
     parser.add_argument("--lr", type=float, help="learning rate of the dense fine-tune (default 5e-5)")
     parser.add_argument("--bsp-lr", type=float, help="learning rate of the group-Lasso phase (default 1e-4)")
     parser.add_argument("--retrain-lr", type=float, help="learning rate of masked retraining (default 1e-4)")
@@ -120,7 +121,7 @@ def _prune(args: argparse.Namespace) -> None:
     if given and not args.distill:
         raise UsageError(f"--{next(iter(given)).replace('_', '-')}: needs distillation (drop --no-distill)")
     config = PruneConfig(model=args.model, task=args.task, spec=load_spec(args.spec), sparsity=args.sparsity,
-                         method=args.method, ratios=args.ratios, schedule=Schedule(**overrides), seed=args.seed,
+                         method=args.method, ratios=args.ratios, schedule=Schedule.recommended(args.sparsity, **overrides), seed=args.seed,
                          batch_size=args.batch_size, max_length=args.max_length, train_size=args.train_size,
                          dev_size=args.dev_size, distill=args.distill, threads=args.threads,
                          progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir,

@@ -17,7 +17,7 @@ PRESETS = {
     # The demo: a short schedule that fits ~20 minutes on 2 CPU cores (docs/quickstart.md):
     # prune.DEMO_SCHEDULE (one epoch per phase) on 2,000 training / 500 dev tweets.
     "demo": {"train_size": 2000, "dev_size": 500},
-    # The full schedule (prune.Schedule defaults) on the task's own sizes (tweets: 4,000 / 2,000).
+    # The full schedule (prune.Schedule.recommended for the sparsity) on the task's own sizes (tweets: 4,000 / 2,000).
     "full": {"train_size": None, "dev_size": None},
 }
 # Dev examples scored through the RTL when the run does not say (docs/simulation.md: Verilator scores
@@ -115,7 +115,7 @@ class RunConfig:
         for key in ("train_size", "dev_size"):
             if getattr(self, key) is not None:
                 values[key] = getattr(self, key)
-        schedule = DEMO_SCHEDULE if self.preset == "demo" else Schedule()
+        schedule = DEMO_SCHEDULE if self.preset == "demo" else Schedule.recommended(self.sparsity)
         epochs = {k: getattr(self, k) for k in ("dense_epochs", "bsp_epochs", "retrain_epochs")
                   if getattr(self, k) is not None}
         values.update(dataclasses.asdict(dataclasses.replace(schedule, **epochs)))

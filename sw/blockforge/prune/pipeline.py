@@ -74,7 +74,8 @@ class PruneConfig:
     sparsity: target block sparsity in [0, 1) of every prunable
     layer (``allocation="uniform"``) or of all prunable weights together, spread over the layers by a
     global ranking of normalized block norms (``"global"``), unless ``ratios`` names a YAML ratios file
-    (:mod:`.schedule`). regularizer: ``prox`` or ``paper`` (bsp only); lambda_file: YAML of fixed λ per
+    (:mod:`.schedule`). schedule: phase lengths and rates (None = :meth:`~.schedule.Schedule.recommended`
+    for ``sparsity``: longer phases above 80%). regularizer: ``prox`` or ``paper`` (bsp only); lambda_file: YAML of fixed λ per
     layer (paper mode, or a fixed λ for prox). device: ``auto`` (CUDA when present, else CPU), ``cpu``
     or ``cuda`` (UsageError if no CUDA device is there). train_size / dev_size: caps
     on the task's examples (None = task default). distill: knowledge distillation from the dense model
@@ -95,7 +96,7 @@ class PruneConfig:
     sparsity: float = 0.5
     method: str = "bsp"
     ratios: str | None = None
-    schedule: Schedule = field(default_factory=Schedule)
+    schedule: Schedule | None = None
     seed: int = 0
     batch_size: int = 32
     max_length: int = 64
@@ -121,6 +122,8 @@ class PruneConfig:
             raise TypeError(f"PruneConfig.spec: expected a Spec (load_spec at the edge), got {type(self.spec).__name__}")
         check_sparsity(self.sparsity)
         check_seed(self.seed)
+        if self.schedule is None:
+            object.__setattr__(self, "schedule", Schedule.recommended(self.sparsity))
         for name, value, known in (("method", self.method, METHODS), ("regularizer", self.regularizer, REGULARIZERS),
                                    ("allocation", self.allocation, ALLOCATIONS), ("device", self.device, DEVICES)):
             if value not in known:
