@@ -13,9 +13,10 @@ folder, and later sessions add seeds to it); a task in progress keeps phase chec
 the same command at once: a task is claimed by creating ``claims/<task>`` exclusively (a claim of a dead
 process is taken over), and a row waits for the dense model of its seed.
 
-Every method gets the same number of optimizer steps after the dense phase (``--prune-epochs``) and the
-same distillation setting: ``bsp`` splits them into ``--bsp-epochs`` of reweighted group Lasso and the
-rest of masked retraining; ``magnitude-retrain`` spends them all on masked retraining after a one-shot
+Every method gets the same number of optimizer steps after the dense phase (``--prune-epochs``; by default
+the sparsifying and retraining epochs of ``Schedule.recommended`` for the cell's sparsity, the schedule
+``blockforge prune`` uses: 2 + 2 up to 80%, 4 + 4 above) and the same distillation setting: ``bsp``
+splits them into ``--bsp-epochs`` of reweighted group Lasso and the rest of masked retraining; ``magnitude-retrain`` spends them all on masked retraining after a one-shot
 block-magnitude prune; ``magnitude`` is the one-shot prune with no retraining (0 steps).
 
 ``--report`` writes ``docs/results/accuracy.json`` (``{"dense": {...}, "rows": [...]}``), the table in
@@ -73,9 +74,11 @@ def main(argv=None) -> int:
     parser.add_argument("--allocation", choices=("uniform", "global"), default="uniform",
                         help="per-layer block budget (global: overall sparsity, ranked normalized norms)")
     parser.add_argument("--dense-epochs", type=float, default=2.0)
-    parser.add_argument("--prune-epochs", type=float, default=4.0,
-                        help="epochs after the dense phase, the same for every retraining method")
-    parser.add_argument("--bsp-epochs", type=float, default=2.0, help="bsp's group-Lasso share of --prune-epochs")
+    parser.add_argument("--prune-epochs", type=float,
+                        help="epochs after the dense phase, the same for every retraining method (default: the "
+                             "recommended schedule's of each sparsity, 4 up to 80%%, 8 above)")
+    parser.add_argument("--bsp-epochs", type=float,
+                        help="bsp's group-Lasso share of --prune-epochs (default: the recommended schedule's)")
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--dev-size", type=int, default=1000)
     parser.add_argument("--no-distill", action="store_true", help="no distillation from the dense model")
@@ -105,9 +108,23 @@ def main(argv=None) -> int:
 
 # --------------------------------------------------------------------------------------------- running
 
-def budget_of(args) -> dict:
+def epochs_of(args, sparsity: float) -> tuple[float, float]:
+    """(epochs after dense, sparsifying share) of a cell: the flags, else ``Schedule.recommended``'s."""
+    from blockforge.prune.schedule import Schedule
+
+    recommended = Schedule.recommended(sparsity)
+    prune = args.prune_epochs if args.prune_epochs is not None else recommended.bsp_epochs + recommended.retrain_epochs
+    sparsifying = args.bsp_epochs if args.bsp_epochs is not None else recommended.bsp_epochs
+    if sparsifying > prune:
+        raise SystemExit(f"--bsp-epochs ({sparsifying:g}) must not exceed --prune-epochs ({prune:g})")
+    return prune, sparsifying
+
+
+def budget_of(args, task: dict) -> dict:
+    """What a task ran with (recorded in its row)."""
     return {"train_size": args.train_size, "dev_size": args.dev_size, "dense_epochs": args.dense_epochs,
-            "prune_epochs": args.prune_epochs, "bsp_epochs": args.bsp_epochs, "distill": not args.no_distill,
+            "prune_epochs": task.get("prune_epochs"), "bsp_epochs": task.get("bsp_epochs"),
+            "distill": not args.no_distill,
             "distill_phases": args.distill_phases, "distill_hidden": args.distill_hidden,
             "batch_size": 32, "max_length": 64, "threads": args.threads, "allocation": args.allocation}
 
@@ -120,15 +137,17 @@ def task_list(args) -> list[dict]:
         for spec in args.specs:
             for seed in args.seeds:
                 for method in args.methods:
+                    prune_epochs, bsp_epochs = epochs_of(args, sparsity)
                     alloc = "" if args.allocation == "uniform" else f"-{args.allocation}"
-                    steps = f"pe{args.prune_epochs:g}" + (f"b{args.bsp_epochs:g}" if method not in (
+                    steps = f"pe{prune_epochs:g}" + (f"b{bsp_epochs:g}" if method not in (
                         "magnitude", "magnitude-retrain") else "")
                     kd = "" if not args.no_distill or method == "magnitude" else "_nokd"
                     if method != "magnitude" and not args.no_distill:
                         kd += ("_kdall" if args.distill_phases == "all" and method != "magnitude-retrain" else "") + (
                             f"_hid{args.distill_hidden:g}" if args.distill_hidden else "")
                     tasks.append({"key": f"{spec}_{round(sparsity * 100)}_{method}{alloc}_{steps}{kd}_seed{seed}",
-                                  "method": method, "spec": spec, "sparsity": sparsity, "seed": seed})
+                                  "method": method, "spec": spec, "sparsity": sparsity, "seed": seed,
+                                  "prune_epochs": prune_epochs, "bsp_epochs": bsp_epochs})
     return tasks
 
 
@@ -171,20 +190,20 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
     from blockforge.prune.schedule import Schedule
     from provenance import code_revision
 
-    budget, code = budget_of(args), code_revision()       # the code this worker loaded, not a later commit's
+    code = code_revision()                 # the code this worker loaded, not a later commit's
     rows_dir.mkdir(parents=True, exist_ok=True)
     common = dict(task="default", train_size=args.train_size, dev_size=args.dev_size, progress=False,
-                  threads=args.threads, distill=budget["distill"],
+                  threads=args.threads, distill=not args.no_distill,
                   **({"distill_phases": args.distill_phases, "distill_hidden": args.distill_hidden}
-                     if budget["distill"] else {}))
-    retrain_after_bsp = args.prune_epochs - args.bsp_epochs
-    if retrain_after_bsp < 0:
-        raise SystemExit("--bsp-epochs must not exceed --prune-epochs")
-    schedules = {"dense": Schedule(dense_epochs=args.dense_epochs, bsp_epochs=0, retrain_epochs=0)}
-    for name, (method, _, overrides) in METHODS.items():
-        epochs = {"magnitude": (0, 0), "magnitude-retrain": (0, args.prune_epochs)}.get(
-            method, (args.bsp_epochs, retrain_after_bsp))
-        schedules[name] = Schedule(dense_epochs=0, bsp_epochs=epochs[0], retrain_epochs=epochs[1], **overrides)
+                     if not args.no_distill else {}))
+
+    def schedule_of(task: dict) -> Schedule:
+        if task["method"] == "dense":
+            return Schedule(dense_epochs=args.dense_epochs, bsp_epochs=0, retrain_epochs=0)
+        method, _, overrides = METHODS[task["method"]]
+        total, sparsifying = task["prune_epochs"], task["bsp_epochs"]
+        epochs = {"magnitude": (0, 0), "magnitude-retrain": (0, total)}.get(method, (sparsifying, total - sparsifying))
+        return Schedule(dense_epochs=0, bsp_epochs=epochs[0], retrain_epochs=epochs[1], **overrides)
 
     def done(key: str) -> bool:
         # a dense row only counts while its model is on disk (the rows are committed, models are not)
@@ -202,8 +221,8 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
             if done(task["key"]) or not claim(work, task["key"]):
                 continue
             try:
-                run_task(task, work, rows_dir, budget, code, common, schedules, PruneConfig, prune_model,
-                         save_pruned)
+                run_task(task, work, rows_dir, budget_of(args, task), code, common, schedule_of(task), PruneConfig,
+                         prune_model, save_pruned)
             finally:
                 (work / "claims" / task["key"]).unlink(missing_ok=True)
             ran = True
@@ -214,7 +233,7 @@ def run_grid(args, work: Path, rows_dir: Path) -> None:
             time.sleep(30)
 
 
-def run_task(task, work, rows_dir, budget, code, common, schedules, PruneConfig, prune_model,
+def run_task(task, work, rows_dir, budget, code, common, schedule, PruneConfig, prune_model,
              save_pruned) -> None:
     from blockforge.spec import load_spec
 
@@ -225,7 +244,7 @@ def run_task(task, work, rows_dir, budget, code, common, schedules, PruneConfig,
     t0 = time.perf_counter()
     if method == "dense":
         config = PruneConfig(model="default", method="magnitude", sparsity=0.0, seed=seed,
-                             schedule=schedules["dense"], checkpoint_dir=str(ckpt), **common)
+                             schedule=schedule, checkpoint_dir=str(ckpt), **common)
         result = prune_model(config)
         if dense_dir.exists():
             shutil.rmtree(dense_dir)
@@ -236,7 +255,7 @@ def run_task(task, work, rows_dir, budget, code, common, schedules, PruneConfig,
     else:
         pipeline_method, extra, _ = METHODS[method]
         config = PruneConfig(model=str(dense_dir), method=pipeline_method, spec=load_spec(task["spec"]),
-                             sparsity=task["sparsity"], seed=seed, schedule=schedules[method], evaluate_dense=False,
+                             sparsity=task["sparsity"], seed=seed, schedule=schedule, evaluate_dense=False,
                              checkpoint_dir=str(ckpt), allocation=budget["allocation"], **extra, **common)
         rep = prune_model(config).report
         steps = sum(p.get("steps", 0) for name, p in rep["phases"].items() if name != "dense")

@@ -92,17 +92,44 @@ def test_pruning_doc_points_at_the_demo_figures_instead_of_restating_them():
     assert not re.search(r"demo[^.]*: dense 0\.\d+ → ", text)
 
 
+def _accuracy_bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("accuracy_bench", DOCS.parent / "bench" / "accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_accuracy_bench_budget_per_cell_is_the_recommended_schedule():
+    """Without --prune-epochs / --bsp-epochs each cell gets the steps `blockforge prune` would use at its
+    sparsity (the 10x rows twice the 5x ones); the flags override every cell, and the keys of the
+    committed runs (pe4b2 at 80%, pe8b4 at 90%) are what the defaults produce."""
+    import argparse
+
+    bench = _accuracy_bench()
+    args = argparse.Namespace(seeds=[0], specs=["tile8"], sparsities=[0.8, 0.9], methods=["bsp", "magnitude-retrain"],
+                              allocation="uniform", prune_epochs=None, bsp_epochs=None, no_distill=False,
+                              distill_phases="all", distill_hidden=1.0)
+    tasks = {t["key"]: (t["prune_epochs"], t["bsp_epochs"]) for t in bench.task_list(args) if t["method"] != "dense"}
+    assert tasks == {"tile8_80_bsp_pe4b2_kdall_hid1_seed0": (4.0, 2.0),
+                     "tile8_80_magnitude-retrain_pe4_hid1_seed0": (4.0, 2.0),
+                     "tile8_90_bsp_pe8b4_kdall_hid1_seed0": (8.0, 4.0),
+                     "tile8_90_magnitude-retrain_pe8_hid1_seed0": (8.0, 4.0)}
+    args.prune_epochs, args.bsp_epochs = 2.0, 1.0
+    assert {t["prune_epochs"] for t in bench.task_list(args) if t["method"] != "dense"} == {2.0}
+    args.bsp_epochs = 3.0
+    with pytest.raises(SystemExit, match="must not exceed"):
+        bench.task_list(args)
+
+
 def test_accuracy_table_is_the_report_of_the_committed_runs():
     """docs/results/accuracy.json (and the table made with it) is bench/accuracy.py's report of the
     committed per-run rows, and no row of the table counts a seed twice (runs of different recipes, e.g.
     another sparsifying share of the same steps, get their own row)."""
-    import importlib.util
     import json
 
-    path = DOCS.parent / "bench" / "accuracy.py"
-    spec = importlib.util.spec_from_file_location("accuracy_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _accuracy_bench()
     summary = bench.aggregate(bench.load_rows(DOCS / "results" / "accuracy-runs"))
     committed = json.loads((DOCS / "results" / "accuracy.json").read_text())
 
