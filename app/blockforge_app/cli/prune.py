@@ -121,7 +121,8 @@ def _prune(args: argparse.Namespace) -> None:
     if given and not args.distill:
         raise UsageError(f"--{next(iter(given)).replace('_', '-')}: needs distillation (drop --no-distill)")
     config = PruneConfig(model=args.model, task=args.task, spec=load_spec(args.spec), sparsity=args.sparsity,
-                         method=args.method, ratios=args.ratios, schedule=Schedule.recommended(args.sparsity, **overrides), seed=args.seed,
+                         method=args.method, ratios=args.ratios, seed=args.seed,
+                         schedule=Schedule.recommended(args.sparsity, **overrides),
                          batch_size=args.batch_size, max_length=args.max_length, train_size=args.train_size,
                          dev_size=args.dev_size, distill=args.distill, threads=args.threads,
                          progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir,

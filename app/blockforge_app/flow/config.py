@@ -17,7 +17,8 @@ PRESETS = {
     # The demo: a short schedule that fits ~20 minutes on 2 CPU cores (docs/quickstart.md):
     # prune.DEMO_SCHEDULE (one epoch per phase) on 2,000 training / 500 dev tweets.
     "demo": {"train_size": 2000, "dev_size": 500},
-    # The full schedule (prune.Schedule.recommended for the sparsity) on the task's own sizes (tweets: 4,000 / 2,000).
+    # The full schedule (prune.Schedule.recommended for the sparsity) on the task's own sizes
+    # (tweets: 4,000 / 2,000).
     "full": {"train_size": None, "dev_size": None},
 }
 # Dev examples scored through the RTL when the run does not say (docs/simulation.md: Verilator scores

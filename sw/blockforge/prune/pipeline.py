@@ -75,10 +75,10 @@ class PruneConfig:
     layer (``allocation="uniform"``) or of all prunable weights together, spread over the layers by a
     global ranking of normalized block norms (``"global"``), unless ``ratios`` names a YAML ratios file
     (:mod:`.schedule`). schedule: phase lengths and rates (None = :meth:`~.schedule.Schedule.recommended`
-    for ``sparsity``: longer phases above 80%). regularizer: ``prox`` or ``paper`` (bsp only); lambda_file: YAML of fixed λ per
-    layer (paper mode, or a fixed λ for prox). device: ``auto`` (CUDA when present, else CPU), ``cpu``
-    or ``cuda`` (UsageError if no CUDA device is there). train_size / dev_size: caps
-    on the task's examples (None = task default). distill: knowledge distillation from the dense model
+    for ``sparsity``: longer phases above 80%). regularizer: ``prox`` or ``paper`` (bsp only);
+    lambda_file: YAML of fixed λ per layer (paper mode, or a fixed λ for prox). device: ``auto`` (CUDA
+    when present, else CPU), ``cpu`` or ``cuda`` (UsageError if no CUDA device is there). train_size /
+    dev_size: caps on the task's examples (None = task default). distill: knowledge distillation from the dense model
     (its logits, classification tasks; default on; ignored by one-shot ``magnitude``); distill_phases:
     ``all`` (default: the sparsifying phase — group Lasso or the gradual ramp — and masked retraining)
     or ``retrain`` (masked retraining only); distill_hidden: weight of the hidden-state term

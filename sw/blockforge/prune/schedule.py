@@ -27,8 +27,8 @@ from ..yamlsafe import load_yaml, shown
 from .criterion import block_norms
 from .pattern import PrunableLayer
 
-__all__ = ["LONG_SCHEDULE_ABOVE", "PAPER_LAMBDA", "Phase", "Schedule", "auto_lambda", "check_sparsity", "cubic_sparsity", "global_ratios",
-           "load_lambdas", "load_ratios", "phase_steps", "resolve_ratios"]
+__all__ = ["LONG_SCHEDULE_ABOVE", "PAPER_LAMBDA", "Phase", "Schedule", "auto_lambda", "check_sparsity",
+           "cubic_sparsity", "global_ratios", "load_lambdas", "load_ratios", "phase_steps", "resolve_ratios"]
 
 #: λ of the authors' code (ZLKong/BERT_demo, the per-layer YAML): the default of ``--regularizer paper``.
 MAX_LAMBDA = 1e3         # a λ file's values: far above any useful penalty, below float overflow
@@ -82,7 +82,8 @@ class Schedule:
     def recommended(cls, sparsity: float, **overrides: Any) -> "Schedule":
         """The default schedule for a target block sparsity: 2 + 2 + 2 epochs (dense, sparsifying,
         retraining) up to :data:`LONG_SCHEDULE_ABOVE`; above it twice the epochs after the dense phase,
-        2 + 4 + 4. ``overrides`` (any field) win over both."""
+        2 + 4 + 4. ``sparsity`` is the run's target (with a ratios file, its default). ``overrides`` (any
+        field) win over both."""
         longer = {"bsp_epochs": 4.0, "retrain_epochs": 4.0} if check_sparsity(sparsity) > LONG_SCHEDULE_ABOVE else {}
         return cls(**{**longer, **overrides})
 
