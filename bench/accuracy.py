@@ -16,8 +16,9 @@ process is taken over), and a row waits for the dense model of its seed.
 Every method gets the same number of optimizer steps after the dense phase (``--prune-epochs``; by default
 the sparsifying and retraining epochs of ``Schedule.recommended`` for the cell's sparsity, the schedule
 ``blockforge prune`` uses: 2 + 2 up to 80%, 4 + 4 above) and the same distillation setting: ``bsp``
-splits them into ``--bsp-epochs`` of reweighted group Lasso and the rest of masked retraining; ``magnitude-retrain`` spends them all on masked retraining after a one-shot
-block-magnitude prune; ``magnitude`` is the one-shot prune with no retraining (0 steps).
+splits them into ``--bsp-epochs`` of reweighted group Lasso and the rest of masked retraining;
+``magnitude-retrain`` spends them all on masked retraining after a one-shot block-magnitude prune;
+``magnitude`` is the one-shot prune with no retraining (0 steps).
 
 ``--report`` writes ``docs/results/accuracy.json`` (``{"dense": {...}, "rows": [...]}``), the table in
 docs/results.md ("## Pruning accuracy": mean ± sample std over seeds, and each seed) and
@@ -134,10 +135,10 @@ def task_list(args) -> list[dict]:
     for seed in args.seeds:
         tasks.append({"key": f"dense_seed{seed}", "method": "dense", "seed": seed})
     for sparsity in args.sparsities:
+        prune_epochs, bsp_epochs = epochs_of(args, sparsity)
         for spec in args.specs:
             for seed in args.seeds:
                 for method in args.methods:
-                    prune_epochs, bsp_epochs = epochs_of(args, sparsity)
                     alloc = "" if args.allocation == "uniform" else f"-{args.allocation}"
                     steps = f"pe{prune_epochs:g}" + (f"b{bsp_epochs:g}" if method not in (
                         "magnitude", "magnitude-retrain") else "")

@@ -79,6 +79,7 @@ def test_recommended_schedule_lengthens_the_phases_above_5x():
     assert Schedule.recommended(0.9, retrain_epochs=1.0).retrain_epochs == 1.0
     with pytest.raises(UsageError, match="sparsity"):
         Schedule.recommended(1.0)
-    # the Python API, the flow and the CLI take their default from the same place
+    # the Python API takes its default from the same place (the flow: test_flow; the CLI passes its
+    # --epochs as overrides to Schedule.recommended)
     assert PruneConfig(sparsity=0.9).schedule == long and PruneConfig(sparsity=0.8).schedule == Schedule()
     assert PruneConfig(sparsity=0.9, schedule=Schedule()).schedule == Schedule()

@@ -78,10 +78,10 @@ class PruneConfig:
     for ``sparsity``: longer phases above 80%). regularizer: ``prox`` or ``paper`` (bsp only);
     lambda_file: YAML of fixed λ per layer (paper mode, or a fixed λ for prox). device: ``auto`` (CUDA
     when present, else CPU), ``cpu`` or ``cuda`` (UsageError if no CUDA device is there). train_size /
-    dev_size: caps on the task's examples (None = task default). distill: knowledge distillation from the dense model
-    (its logits, classification tasks; default on; ignored by one-shot ``magnitude``); distill_phases:
-    ``all`` (default: the sparsifying phase — group Lasso or the gradual ramp — and masked retraining)
-    or ``retrain`` (masked retraining only); distill_hidden: weight of the hidden-state term
+    dev_size: caps on the task's examples (None = task default). distill: knowledge distillation from the
+    dense model (its logits, classification tasks; default on; ignored by one-shot ``magnitude``);
+    distill_phases: ``all`` (default: the sparsifying phase — group Lasso or the gradual ramp — and masked
+    retraining) or ``retrain`` (masked retraining only); distill_hidden: weight of the hidden-state term
     (:func:`~.training.hidden_state_loss`, 0 = logits only); both are ignored without ``distill``.
     zero_threshold: block norm under which a block counts as driven to zero by the regularizer
     (reported, not used for pruning). threads: torch intra-op threads (None = as is).
